@@ -26,3 +26,63 @@ register("demo", {
     "quick": {"n": 30, "eps": 0.1},
     "full": {"n": 300, "eps": 0.1},
 })
+
+# %% ../nbs/11_profiles.ipynb #463e80a7
+# profile: moayeri
+# Moayeri, Banihashem & Feizi (2022): theory (Sec. 3), colour-shift (Fig. 9), background reliance
+# (our runnable analogue of Sec. 4.1-4.3) and the ImageNet-scale suite (Figs. 5-8; user-provided data).
+_moayeri_common = {
+    # theory (Section 3)
+    "theta_opt": [1.0, 1.0, 0.0, 0.0, 0.0],   # not stated in the paper: our choice
+    "sigma_w": 0.1,
+    "etas": [0.1, 0.25, 0.5, 1.0],
+    "shift_sigmas": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+    # ImageNet-scale suite: user-provided paths (None = not available here)
+    "suite_dir": None,            # robustness checkpoints <arch>_<l2|linf>_eps<eps>.ckpt
+    "imagenet_root": None,        # <root>/{train,val}/<wnid>/*.JPEG
+    "imagenet_c_root": None,      # <root>/<corruption>/<severity 1-5>/<wnid>/*.JPEG
+    "objectnet_root": None,       # <root>/images/<folder>/*.png, <root>/mappings/*.json
+    "rival10_root": None,         # <root>/{train,test}/{ordinary,entire_object_masks}/*.JPEG, <root>/meta/
+    "salient_imagenet_root": None,  # <root>/<wnid>/<feature>/*.JPEG masks, <root>/core_spurious_dict.json
+    "imagenet9_root": None,       # <root>/{mixed_same,mixed_rand}/val/<NN_name>/*.JPEG, <root>/in_to_in9.json
+    "waterbirds_root": None,      # <root>/metadata.csv, <root>/<species>/*.jpg
+    "suite_archs": ["resnet18", "resnet50"],
+    "suite_eps_l2": [0.25, 0.5, 1.0, 3.0, 5.0],
+    "suite_eps_linf": [0.5, 1.0, 2.0, 4.0, 8.0],   # in units of 1/255
+    "noise_sigma": 0.25,          # Gaussian noise std for RFS / RCS
+    "probe_epochs": 10,           # Waterbirds / RIVAL10 linear probes (paper: 10, best validation epoch)
+}
+register("moayeri", {
+    "smoke": {**_moayeri_common,
+              "eps_grid": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0],
+              "mc_samples": 50_000, "shift_draws": 100,
+              "cs_dataset": "fashion_mnist", "cs_model": "kamath_stdcnn", "cs_n_train": 3000, "cs_n_test": 1000,
+              "cs_rhos": [1.0, 4.0, 32.0], "cs_shift": 0.1, "cs_epochs": 3,
+              "cs_attack_eps": [0.0, 2.0, 4.0, 8.0], "cs_attack_steps": 5,
+              "bg_n_train": 3000, "bg_n_test": 1000, "bg_majority": 0.9, "bg_kind": "texture",
+              "bg_model": "kamath_stdcnn", "bg_epochs": 3, "bg_eps_l2": [0.5, 1.5],
+              "bg_eps_linf": [4.0, 16.0], "bg_attack_steps": 3,
+              "batch_size": 128, "suite_max_images": 256, "suite_batch_size": 32},
+    "quick": {**_moayeri_common,
+              "eps_grid": [round(0.1 * i, 1) for i in range(21)],
+              "mc_samples": 200_000, "shift_draws": 500,
+              "cs_dataset": "cifar10", "cs_model": "resnet18", "cs_n_train": 20_000, "cs_n_test": 5000,
+              "cs_rhos": [1.0, 2.0, 4.0, 8.0, 32.0], "cs_shift": 0.1, "cs_epochs": 8,
+              "cs_attack_eps": [0.0, 0.5, 1.0, 2.0], "cs_attack_steps": 10,
+              "bg_n_train": 20_000, "bg_n_test": 5000, "bg_majority": 0.9, "bg_kind": "texture",
+              "bg_model": "resnet18", "bg_epochs": 6, "bg_eps_l2": [0.25, 0.5, 1.0, 2.0],
+              "bg_eps_linf": [2.0, 4.0, 8.0, 16.0], "bg_attack_steps": 5,
+              "batch_size": 256, "suite_max_images": 2000, "suite_batch_size": 128},
+    "full": {**_moayeri_common,
+             "eps_grid": [round(0.05 * i, 2) for i in range(41)],
+             "mc_samples": 1_000_000, "shift_draws": 2000,
+             "cs_dataset": "cifar10", "cs_model": "resnet18", "cs_n_train": 50_000, "cs_n_test": 10_000,
+             "cs_rhos": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 100.0], "cs_shift": 0.1, "cs_epochs": 30,
+             "cs_attack_eps": [0.0, 0.25, 0.5, 1.0, 2.0], "cs_attack_steps": 20,
+             "bg_n_train": 60_000, "bg_n_test": 10_000, "bg_majority": 0.9, "bg_kind": "texture",
+             "bg_model": "resnet18", "bg_epochs": 20, "bg_eps_l2": [0.25, 0.5, 1.0, 2.0, 3.0],
+             "bg_eps_linf": [1.0, 2.0, 4.0, 8.0, 16.0], "bg_attack_steps": 10,
+             "batch_size": 256, "suite_max_images": 0, "suite_batch_size": 256},
+}, choices={"cs_dataset": ["fashion_mnist", "mnist", "cifar10"], "bg_kind": ["texture", "color"],
+            "cs_model": ["kamath_stdcnn", "mnist_cnn", "resnet18", "preact_resnet18"],
+            "bg_model": ["kamath_stdcnn", "mnist_cnn", "resnet18", "preact_resnet18"]})

@@ -1,0 +1,397 @@
+"""robbook.distshift: spurious-feature data set builders and the ImageNet-suite readers, each reader
+exercised on a tiny synthetic copy of its published directory layout (generated in tmp_path)."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from robbook import distshift as D
+from robbook import metrics as M
+from robbook.data import DatasetNotFoundError, ImageData
+
+
+# --- builders -----------------------------------------------------------------------------------
+
+def _objects(n=400, k=10, size=28, seed=0):
+    "Grey 'objects': a bright square (varying size) on black, labels balanced."
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, 1, size, size, dtype=torch.uint8)
+    for i in range(n):
+        r = 4 + int(torch.randint(0, 6, (1,), generator=g))
+        c = size // 2
+        x[i, 0, c - r:c + r, c - r:c + r] = 120 + int(torch.randint(0, 130, (1,), generator=g))
+    y = torch.arange(n) % k
+    return ImageData(x, y, [f"c{j}" for j in range(k)], "objects")
+
+
+def test_majority_assignment_exact_per_class():
+    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    m = D.majority_assignment(y, 0.8, seed=1)
+    for c, n in [(0, 50), (1, 30), (2, 20)]:
+        assert int(m[y == c].sum()) == round(0.8 * n)
+    assert not D.majority_assignment(y, 0.0).any() and D.majority_assignment(y, 1.0).all()
+    with pytest.raises(ValueError):
+        D.majority_assignment(y, 1.5)
+
+
+@pytest.mark.parametrize("rho", [1.0, 4.0, 32.0])
+def test_color_shift_groups_and_channels(rho):
+    data = _objects(400)
+    s = D.color_shift(data, rho, shift=0.1, seed=0)
+    assert s.data.x.shape == (400, 3, 28, 28) and s.data.x.dtype == torch.uint8
+    # majority fraction rho / (1 + rho) within every class
+    for c in range(10):
+        assert s.majority[data.y == c].float().mean().item() == pytest.approx(rho / (1 + rho), abs=0.03)
+    # majority: red for classes 0-4, green for 5-9; minority the reverse
+    first = data.y < 5
+    expect = torch.where(first == s.majority, D.RED, D.GREEN)
+    assert torch.equal(s.spurious, expect)
+    # exactly that channel is raised by round(0.1 * 255), clipped at 255
+    grey = data.x[:, 0].to(torch.int16)
+    add = round(0.1 * 255)
+    for i in range(0, 400, 37):
+        ch = int(s.spurious[i])
+        raised = s.data.x[i, ch].to(torch.int16)
+        assert torch.equal(raised, (grey[i] + add).clamp(max=255))
+        assert torch.equal(s.data.x[i, 1 - ch].to(torch.int16), grey[i])
+        assert torch.equal(s.data.x[i, 2].to(torch.int16), grey[i])
+    with pytest.raises(ValueError):
+        D.color_shift(data, 0.0)
+
+
+def test_background_types_definitions():
+    k, n = 10, 5000
+    y = torch.arange(n) % k
+    t, maj = D.background_types(y, k, "train", majority=0.9, seed=0)
+    assert torch.equal(maj, t == y) and (t == y).float().mean().item() == pytest.approx(0.9, abs=1e-3)
+    # minority backgrounds: uniform over the other classes' types
+    other = t[~maj]
+    assert (other != y[~maj]).all()
+    # MIXED-SAME: the same class-conditional distribution as training, a fresh draw
+    ts, ms = D.background_types(y, k, "mixed_same", majority=0.9, seed=5)
+    assert (ts == y).float().mean().item() == pytest.approx(0.9, abs=1e-3) and not torch.equal(ts, t)
+    # MIXED-RAND: independent of the label
+    tr, mr = D.background_types(y, k, "mixed_rand", seed=0)
+    assert (tr == y).float().mean().item() == pytest.approx(1 / k, abs=0.02)
+    counts = torch.bincount(tr, minlength=k).float()
+    assert counts.min() > 0.8 * n / k and counts.max() < 1.2 * n / k
+    assert torch.equal(mr, tr == y)
+    # groups: balanced majority / minority
+    tg, mg = D.background_types(y, k, "groups", seed=0)
+    assert mg.float().mean().item() == pytest.approx(0.5, abs=1e-3) and torch.equal(mg, tg == y)
+    to, _ = D.background_types(y, k, "only_fg")
+    assert (to == -1).all()
+    with pytest.raises(ValueError):
+        D.background_types(y, k, "mixed_next")
+
+
+def test_background_dataset_composites():
+    objs = _objects(200, size=28)
+    s = D.background_dataset(objs, "train", majority=0.9, seed=0)
+    assert s.data.x.shape == (200, 3, 28, 28) and s.mask.shape == (200, 1, 28, 28)
+    assert s.majority_fraction == pytest.approx(0.9, abs=0.01)
+    # object pixels are the grey object in all three channels; background pixels are not black
+    m = s.mask.expand(-1, 3, -1, -1)
+    assert torch.equal(s.data.x[m], objs.x.expand(-1, 3, -1, -1)[m])
+    assert s.data.x[~m].float().mean() > 30
+    # only_fg: black background
+    f = D.background_dataset(objs, "only_fg")
+    assert (f.data.x[~f.mask.expand(-1, 3, -1, -1)] == 0).all()
+    # different background types look different (mean colour), the same type similar
+    bg = D.render_backgrounds(torch.tensor([0] * 50 + [1] * 50), 10, 28, seed=0).float()
+    m0, m1 = bg[:50].mean((0, 2, 3)), bg[50:].mean((0, 2, 3))
+    assert (m0 - m1).abs().max() > 10
+    assert torch.equal(D.render_backgrounds(torch.tensor([3, 4]), 10, seed=1),
+                       D.render_backgrounds(torch.tensor([3, 4]), 10, seed=1))
+    c = D.render_backgrounds(torch.tensor([2, 2]), 10, 28, kind="color", seed=0).float()
+    assert c.std((2, 3)).max() < 15        # a colour field is flat up to the pixel noise
+    with pytest.raises(ValueError):
+        D.background_dataset(D.to_rgb(objs))
+
+
+def test_spurious_data_subset_and_checks():
+    s = D.background_dataset(_objects(50), "groups", seed=0)
+    sub = s.subset(torch.arange(10))
+    assert len(sub) == 10 and torch.equal(sub.majority, s.majority[:10]) and sub.mask.shape[0] == 10
+    with pytest.raises(ValueError):
+        D.SpuriousData(s.data, s.majority[:3], s.spurious)
+
+
+# --- synthetic copies of the benchmark layouts ------------------------------------------------------
+
+def code(k):
+    "The colour (R, G) that encodes ImageNet class k in the fixtures."
+    return (k // 32) * 8, (k % 32) * 8
+
+
+class CentreOracle(nn.Module):
+    """Reads the centre pixel and scores class k by closeness to code(k): noise on the centre changes
+    its prediction, noise elsewhere does not."""
+
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        ks = torch.arange(num_classes)
+        self.register_buffer("codes", torch.stack([(ks // 32) * 8, (ks % 32) * 8], 1).float())
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def features(self, x):
+        h, w = x.shape[-2:]
+        return x[:, :, h // 2, w // 2] * 255
+
+    def forward(self, x):
+        c = self.features(x)[:, :2]
+        return -((c[:, None, :] - self.codes[None]) ** 2).sum(-1) / 64 + 0 * self.dummy
+
+
+def _disk(size=40, r=12):
+    yy, xx = np.mgrid[:size, :size]
+    return (yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2 <= r * r
+
+
+def save_image(path, k, size=40, bg=None, seed=0, border=False):
+    "An image whose central disk has colour code(k) and whose background is another colour."
+    rng = np.random.default_rng(seed)
+    a = np.zeros((size, size, 3), np.uint8)
+    a[:] = bg if bg is not None else rng.integers(0, 256, 3)
+    r, g = code(k)
+    a[_disk(size)] = (r, g, 100)
+    if border:
+        a[0, :] = a[-1, :] = a[:, 0] = a[:, -1] = (255, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(a).save(path, format="PNG")     # lossless, whatever the file name says
+
+
+def save_mask(path, mask):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((mask * 255).astype(np.uint8)).save(path, format="PNG")
+
+
+WNIDS = [f"n{i:08d}" for i in range(1000)]
+
+
+def wnid_tree(root, with_images=(0, 1, 2), per_class=2, seed=0):
+    for k, w in enumerate(WNIDS):
+        (root / w).mkdir(parents=True, exist_ok=True)
+    for k in with_images:
+        for j in range(per_class):
+            save_image(root / WNIDS[k] / f"{WNIDS[k]}_{j}.JPEG", k, seed=seed + 10 * k + j)
+
+
+SIZE = 32
+
+
+def test_imagenet_val_and_c(tmp_path):
+    wnid_tree(tmp_path / "imagenet" / "val", with_images=(0, 5, 999))
+    ds = D.imagenet_val(tmp_path / "imagenet", size=SIZE)
+    assert len(ds) == 6 and sorted(set(ds.y.tolist())) == [0, 5, 999]
+    x, y = ds[0]
+    assert x.shape == (3, SIZE, SIZE) and x.dtype == torch.uint8
+    oracle = CentreOracle()
+    assert D.imagenet_accuracy(oracle, tmp_path / "imagenet", size=SIZE) == 1.0
+    assert D.imagenet_accuracy(oracle, tmp_path / "imagenet", size=SIZE, max_images=3) == 1.0
+    # ImageNet-C: <root>/<corruption>/<severity>/<wnid>/
+    for c in ("gaussian_noise", "fog"):
+        for s in (1, 2):
+            wnid_tree(tmp_path / "inc" / c / str(s), with_images=(3, 7), per_class=1, seed=s)
+    assert D.imagenet_c_corruptions(tmp_path / "inc") == ["fog", "gaussian_noise"]
+    r = D.imagenet_c_accuracy(oracle, tmp_path / "inc", severities=(1, 2), size=SIZE)
+    assert r == {"fog": 1.0, "gaussian_noise": 1.0, "mean": 1.0}
+    # a folder without the 1000 wnids is refused, saying why
+    (tmp_path / "bad" / "val" / "n00000001").mkdir(parents=True)
+    with pytest.raises(DatasetNotFoundError, match="1000"):
+        D.imagenet_val(tmp_path / "bad")
+
+
+def test_objectnet(tmp_path):
+    root = tmp_path / "objectnet-1.0"
+    (root / "mappings").mkdir(parents=True)
+    # 2012 ids are shifted against pytorch indices: pytorch i <-> id (i + 1) % 1000
+    torch_to_id = {str(i): (i + 1) % 1000 for i in range(1000)}
+    labels = [f"label {i}" for i in range(1000)]
+    labels[11], labels[12], labels[13] = "analog clock", "digital clock", "banana"
+    (root / "mappings" / "pytorch_to_imagenet_2012_id.json").write_text(json.dumps(torch_to_id))
+    (root / "mappings" / "imagenet_to_label_2012_v2").write_text("\n".join(labels) + "\n")
+    (root / "mappings" / "folder_to_objectnet_name.json").write_text(json.dumps(
+        {"alarm_clock": "Alarm clock", "banana": "Banana", "whisk": "Whisk"}))
+    (root / "mappings" / "objectnet_to_imagenet_1k.json").write_text(json.dumps(
+        {"Alarm clock": "analog clock; digital clock", "Banana": "banana"}))
+    # pytorch index of 2012 id j is j - 1
+    save_image(root / "images" / "alarm_clock" / "a.png", 10, border=True)     # analog clock: right
+    save_image(root / "images" / "alarm_clock" / "b.png", 11, border=True)     # digital clock: right
+    save_image(root / "images" / "banana" / "c.png", 12, border=True)          # banana: right
+    save_image(root / "images" / "banana" / "d.png", 10, border=True, seed=1)  # a clock: wrong
+    save_image(root / "images" / "whisk" / "e.png", 500, border=True)          # not in ImageNet: dropped
+    ds, groups = D.objectnet(root, size=SIZE)
+    assert ds.classes == ["Alarm clock", "Banana"] and groups == [[10, 11], [12]]
+    assert len(ds) == 4 and ds.y.tolist() == [0, 0, 1, 1]
+    x, _ = ds[0]
+    assert x.shape == (3, SIZE, SIZE) and not (x[0] == 255).all(0).any()     # the red frame is gone
+    assert D.objectnet_accuracy(CentreOracle(), root, size=SIZE) == 0.75
+    with pytest.raises(DatasetNotFoundError):
+        D.objectnet(tmp_path / "nowhere")
+
+
+def test_pooled_head():
+    oracle = CentreOracle(1000)
+    x = torch.zeros(3, 3, 8, 8)
+    for i, k in enumerate([4, 7, 900]):
+        r, g = code(k)
+        x[i, 0], x[i, 1] = r / 255, g / 255
+    pooled = D.PooledHead(oracle, [[1, 4], [7]], other=True)
+    assert pooled(x).argmax(1).tolist() == [0, 1, 2]              # 900 falls in "other"
+    assert D.PooledHead(oracle, [[1, 4], [7]], other=False)(x).shape == (3, 2)
+    with pytest.raises(ValueError):
+        D.PooledHead(oracle, [[1], []])
+
+
+def _rival10(root, n_per=(3, 3)):
+    (root / "meta").mkdir(parents=True)
+    w2c = {WNIDS[0]: ["truck", 0], WNIDS[1]: ["car", 1]}
+    (root / "meta" / "wnid_to_class.json").write_text(json.dumps(w2c))
+    for split in ("train", "test"):
+        for c, w in enumerate([WNIDS[0], WNIDS[1]]):
+            for j in range(n_per[c]):
+                name = f"{w}_{j}.JPEG"
+                save_image(root / split / "ordinary" / name, c, seed=j + 10 * c)
+                save_mask(root / split / "entire_object_masks" / name, _disk())
+        save_image(root / split / "ordinary" / f"{WNIDS[7]}_0.JPEG", 7)   # unknown wnid: ignored
+
+
+def test_rival10_masks_and_rfs(tmp_path):
+    _rival10(tmp_path / "RIVAL10")
+    ds = D.rival10(tmp_path / "RIVAL10", "test", size=SIZE)
+    assert len(ds) == 6 and ds.classes == ["truck", "car"] and sorted(ds.y.tolist()) == [0, 0, 0, 1, 1, 1]
+    x, y, m = ds[0]
+    assert x.shape == (3, SIZE, SIZE) and m.shape == (1, SIZE, SIZE)
+    assert m[0, SIZE // 2, SIZE // 2] == 255 and m[0, 0, 0] == 0           # mask aligned with the object
+    # the oracle looks only at the object: noise on it breaks it, noise elsewhere does not -> RFS = 1
+    oracle = CentreOracle()
+    r = M.region_noise_accuracy(oracle, D.batches(ds, 4), sigma=0.25, seed=0)
+    assert r["clean"] == 1.0 and r["noise_outside_mask"] == 1.0 and r["noise_in_mask"] < 0.5
+    assert M.relative_foreground_sensitivity(oracle, D.batches(ds, 4), sigma=0.25) > 0.5
+    # the full path: linear probe on frozen features, then RFS of the probe
+    out = D.rival10_rfs(oracle, tmp_path / "RIVAL10", sigma=0.25, probe_epochs=2, size=SIZE, batch_size=4)
+    assert -1.0 <= out["rfs"] <= 1.0 and 0.0 <= out["probe_test_acc"] <= 1.0 and 1 <= out["best_epoch"] <= 2
+    with pytest.raises(ValueError):
+        D.rival10(tmp_path / "RIVAL10", "val")
+
+
+def test_salient_imagenet_union_of_core_masks(tmp_path):
+    wnid_tree(tmp_path / "imagenet" / "train", with_images=())
+    sal = tmp_path / "salient"
+    sal.mkdir()
+    (sal / "core_spurious_dict.json").write_text(json.dumps(
+        {"3": {"core": [11, 12], "spurious": [13]}, "8": {"core": [4], "spurious": []}}))
+    disk = _disk()
+    left, right = disk.copy(), disk.copy()
+    left[:, 20:] = False
+    right[:, :20] = False
+    for k, feats in ((3, {11: left, 12: right, 13: ~disk}), (8, {4: disk})):
+        for j in range(2):
+            stem = f"{WNIDS[k]}_{j}"
+            save_image(tmp_path / "imagenet" / "train" / WNIDS[k] / f"{stem}.JPEG", k, seed=j)
+            for f, m in feats.items():
+                save_mask(sal / WNIDS[k] / str(f) / f"{stem}.JPEG", m)
+    ds = D.salient_imagenet(sal, tmp_path / "imagenet", size=SIZE)
+    assert len(ds) == 4 and sorted(ds.y.tolist()) == [3, 3, 8, 8]
+    _, _, m = ds[0]
+    full = D.MaskedFolderDataset([ds.paths[0]], [3], [[str(sal / WNIDS[3] / "11" / f"{WNIDS[3]}_0.JPEG")]],
+                                 ds.classes, size=SIZE)[0][2]
+    assert (m >= full).all() and m.sum() > full.sum()                  # the union of both core halves
+    assert m[0, SIZE // 2, SIZE // 2] == 255 and m[0, 0, 0] == 0
+    rcs = D.salient_rcs(CentreOracle(), sal, tmp_path / "imagenet", sigma=0.25, size=SIZE)
+    assert rcs > 0.5
+
+
+def test_imagenet9_background_gap(tmp_path):
+    root = tmp_path / "bg_challenge"
+    in_to_in9 = {str(i): (i % 9 if i < 90 else -1) for i in range(1000)}
+    (root).mkdir()
+    (root / "in_to_in9.json").write_text(json.dumps(in_to_in9))
+    folders = [f"{c:02d}_name{c}" for c in range(9)]
+    for c, f in enumerate(folders):
+        for j in range(2):
+            save_image(root / "mixed_same" / "val" / f / f"s{j}.JPEG", c + 9 * j, seed=j)   # right super-class
+            # MIXED-RAND: the first image right, the second one outside every super-class
+            save_image(root / "mixed_rand" / "val" / f / f"r{j}.JPEG", c if j == 0 else 500, seed=j)
+    ds, groups = D.imagenet9(root, "mixed_same", size=SIZE)
+    assert ds.classes[0] == "name0" and len(groups) == 9 and groups[0][:3] == [0, 9, 18]
+    assert len(ds) == 18
+    g = D.imagenet9_gap(CentreOracle(), root, size=SIZE)
+    assert g["mixed_same"] == 1.0 and g["mixed_rand"] == 0.5
+    assert g["gap"] == pytest.approx(0.5) and g["relative_gap"] == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        D.imagenet9(root, "mixed_other")
+
+
+def _waterbirds(root):
+    rows = []
+    i = 0
+    for split, n in ((0, 8), (1, 4), (2, 8)):
+        for j in range(n):
+            y, place = j % 2, (j // 2) % 2
+            fn = f"{'001.Albatross' if y else '002.Sparrow'}/img_{i}.jpg"
+            save_image(root / fn, y, seed=i)
+            rows.append({"img_id": i, "img_filename": fn, "y": y, "split": split, "place": place})
+            i += 1
+    with open(root / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["img_id", "img_filename", "y", "split", "place"])
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_waterbirds_groups_and_probe(tmp_path):
+    root = tmp_path / "waterbird_complete95_forest2water2"
+    root.mkdir()
+    _waterbirds(root)
+    te = D.waterbirds(root, "test", size=SIZE)
+    assert len(te) == 8 and te.classes == ["landbird", "waterbird"]
+    x, y, g = te[3]
+    assert g == 2 * y + ((3 // 2) % 2)
+    maj = D.waterbirds_majority(te.groups)
+    assert maj.tolist() == [(int(a) in (0, 3)) for a in te.groups]
+    assert maj.float().mean() == 0.5                         # the fixture's test set is balanced
+    # the oracle predicts class = code, and code(y) encodes the label: every group is right
+    acc = M.group_accuracy(CentreOracle(), D.batches(te, 4))
+    assert set(acc) == {0, 1, 2, 3} and all(v == 1.0 for v in acc.values())
+    out = D.waterbirds_probe(CentreOracle(), root, probe_epochs=2, size=SIZE, batch_size=4)
+    assert {"majority", "minority", "gap", "best_epoch"} <= set(out)
+    assert out["gap"] == pytest.approx(out["majority"] - out["minority"])
+    with pytest.raises(DatasetNotFoundError):
+        D.waterbirds(tmp_path / "nowhere")
+
+
+def _checkpoint(path, arch="resnet18"):
+    import torchvision
+    tv = getattr(torchvision.models, arch)(weights=None, num_classes=1000).eval()
+    sd = {f"module.model.{k}": v for k, v in tv.state_dict().items()}
+    sd["module.normalizer.new_mean"] = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    sd["module.normalizer.new_std"] = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    torch.save({"model": sd, "epoch": 1}, path)
+
+
+def test_suite_checkpoints_and_evaluate_suite(tmp_path):
+    d = tmp_path / "suite"
+    d.mkdir()
+    _checkpoint(d / "resnet18_l2_eps0.ckpt")
+    for name in ("resnet18_l2_eps3.ckpt", "resnet18_linf_eps4.0.ckpt"):     # same weights, other names
+        os.link(d / "resnet18_l2_eps0.ckpt", d / name)
+    models = D.suite_checkpoints(d, archs=["resnet18", "resnet50"], eps_l2=[0.25, 3.0], eps_linf=[4.0, 8.0])
+    assert len(models) == 2 * (1 + 2 + 2)
+    found = [(m.arch, m.norm, m.eps) for m in models if m.path is not None]
+    assert found == [("resnet18", "standard", 0.0), ("resnet18", "l2", 3.0), ("resnet18", "linf", 4.0)]
+    assert models[0].label == "resnet18 standard" and "eps=4/255" in models[3].label
+    assert all(m.path is None for m in D.suite_checkpoints(None))
+    wnid_tree(tmp_path / "imagenet" / "val", with_images=(1, 2), per_class=1)
+    paths = {"imagenet_root": str(tmp_path / "imagenet"), "objectnet_root": None, "waterbirds_root": "/nonexistent"}
+    have = D.suite_availability(paths)
+    assert have["imagenet_root"] and not have["objectnet_root"] and not have["waterbirds_root"]
+    rows = D.evaluate_suite(models, paths, size=SIZE, batch_size=4, progress=False)
+    assert len(rows) == 3 and [r["norm"] for r in rows] == ["standard", "l2", "linf"]
+    for r in rows:
+        assert 0.0 <= r["imagenet"] <= 1.0 and "objectnet" not in r and "wb_gap" not in r

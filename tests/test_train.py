@@ -1,0 +1,406 @@
+"""Tests of robbook.train: config checks, objectives, determinism, cache, resume after a kill, DDP, probes."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+import robbook.train as T
+from robbook.train import TrainConfig, TrainConfigError, lr_at, train, train_linear_probe
+from train_helpers.easy import easy_data, weights_digest, without_time
+
+HELPER = Path(__file__).parent / "train_helpers" / "run_train.py"
+TEST_ROOT = Path(__file__).parent
+
+
+def cfg(**kw) -> TrainConfig:
+    "A tiny linear model on the 8×8 easy task."
+    base = dict(model="linear", num_classes=4, epochs=1, batch_size=32, lr=0.1, weight_decay=0.0)
+    return TrainConfig(**{**base, **kw})
+
+
+@contextlib.contextmanager
+def one_thread():
+    "Same torch thread count as the child processes (results can depend on it)."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return easy_data(256, 0), easy_data(128, 1)
+
+
+def child_env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(TEST_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    return env
+
+
+def run_child(cache, out, config: TrainConfig, *extra, timeout=120):
+    return subprocess.run([sys.executable, str(HELPER), str(cache), str(out), config.to_json(), *extra],
+                          env=child_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def read_out(out, rank=0):
+    return json.loads((Path(out) / f"rank{rank}.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration and bad input
+
+@pytest.mark.parametrize("field,value", [
+    ("model", "resnet1"), ("method", "fgsm_at"), ("norm", "l3"), ("optimizer", "rmsprop"),
+    ("schedule", "exponential"), ("attack_bn", "frozen"), ("augment", "cutout"), ("eps", 1.5),
+    ("eps", -0.1), ("eps", float("nan")), ("epochs", 0), ("batch_size", 0), ("lr", 0.0), ("steps", 0),
+    ("momentum", 1.0), ("num_classes", 1), ("seed", -1), ("amp", 1), ("milestones", [5, 2]),
+    ("augment_kwargs", {"max_frac": 0.1}), ("model_kwargs", {"num_classes": 3}), ("alpha", 0.0),
+])
+def test_config_rejects_bad_values(field, value):
+    with pytest.raises(TrainConfigError) as e:
+        cfg(**{field: value})
+    assert isinstance(e.value, ValueError)
+    assert e.value.field == field
+    assert f"TrainConfig.{field}" in str(e.value) and "allowed values" in str(e.value)
+
+
+def test_config_unknown_name_lists_allowed_values():
+    with pytest.raises(ValueError, match=r"allowed values: \['standard', 'pgd', 'trades', 'half_half'\]"):
+        cfg(method="madry")
+    with pytest.raises(ValueError, match="linf"):
+        cfg(norm="L_inf")
+    with pytest.raises(TrainConfigError, match="unknown field"):
+        TrainConfig.from_dict({"lrr": 0.1})
+    with pytest.raises(TrainConfigError, match="piecewise"):
+        cfg(schedule="piecewise")          # needs lr_points
+
+
+def test_config_json_round_trip():
+    c = cfg(method="trades", eps=0.1, beta=3.0, augment="translate", augment_kwargs={"max_frac": 0.2},
+            schedule="step", milestones=[1], model_kwargs={"bias": False})
+    d = json.loads(c.to_json())
+    assert TrainConfig.from_dict(d) == c
+    assert c.replace(seed=3).seed == 3 and c.seed == 0
+    assert c.step_size == pytest.approx(2.5 * 0.1 / 10)
+
+
+def test_schedules():
+    c = cfg(epochs=10, lr=1.0, schedule="step", milestones=[5, 8], gamma=0.1)
+    assert [lr_at(c, t) for t in (0.5, 4.99, 5.0, 7.5, 9.9)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+    c = cfg(epochs=10, lr=2.0, schedule="onecycle", pct_start=0.4)
+    assert lr_at(c, 0) == 0 and lr_at(c, 4) == pytest.approx(2) and lr_at(c, 7) == pytest.approx(1)
+    c = cfg(epochs=4, lr=1.0, schedule="piecewise", lr_points=[[0, 0], [2, 1], [4, 0.5]])
+    assert [lr_at(c, t) for t in (1, 2, 3, 10)] == pytest.approx([0.5, 1, 0.75, 0.5])
+    c = cfg(epochs=10, lr=1.0, schedule="cosine", warmup_epochs=1)
+    assert lr_at(c, 0.5) == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi * 0.05)))
+    assert lr_at(c, 5) == pytest.approx(0.5) and lr_at(c, 10) == pytest.approx(0, abs=1e-12)
+    assert lr_at(cfg(lr=0.3), 0.7) == 0.3
+
+
+def test_bad_input_fails_before_training(data, tmp_path, monkeypatch):
+    tr, va = data
+    called = []
+    monkeypatch.setattr(T, "_train_loop", lambda *a, **k: called.append(1))
+    cases = [
+        (cfg(batch_size=1000), tr, {}, "batch_size"),                       # larger than the data
+        (cfg(num_classes=3), tr, {}, "num_classes"),                        # labels up to 3
+        (cfg(method="pgd", norm="l2", eps=9.0), tr, {}, "eps"),             # > sqrt(64) = 8
+        (cfg(method="pgd", norm="l1", eps=65.0), tr, {}, "eps"),            # > 64
+        (cfg(), "imagenette", {}, "train_data"),                            # unknown data set
+        (cfg(), tr, {"eval_attack": {"name": "cw"}, "val_data": va}, "eval_attack"),
+        (cfg(), tr, {"eval_attack": {"name": "pgd", "norm": "l7", "eps": 0.1}, "val_data": va}, "eval_attack"),
+        (cfg(), tr, {"eval_attack": {"name": "pgd", "eps": 0.1}}, "eval_attack"),   # no val_data
+        (cfg(model="mnist_cnn", model_kwargs={"width": 3}), tr, {}, "model_kwargs"),
+    ]
+    for c, d, kw, field in cases:
+        with pytest.raises(ValueError) as e:
+            train(c, d, device="cpu", cache_dir=tmp_path / "cache", progress=False, **kw)
+        assert field in str(e.value), (field, str(e.value))
+        assert "allowed" in str(e.value)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="cache_dir.*not a writable directory"):
+        train(cfg(), tr, device="cpu", cache_dir=blocker / "cache", progress=False)
+    assert not called
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# objectives
+
+@pytest.mark.parametrize("method,extra", [
+    ("standard", dict(augment="translate", augment_kwargs={"max_frac": 0.15})),
+    ("pgd", dict(augment="translate", attack_bn="train")),                      # Kamath Fig. 12 style
+    ("trades", dict(augment="rotate_translate", augment_kwargs={"max_deg": 10.0, "max_frac": 0.1}, beta=3.0)),
+    ("half_half", dict(augment="rotate", augment_kwargs={"max_deg": 10.0}, amp=True)),  # amp: no-op on CPU
+])
+def test_each_method_learns_the_easy_task(method, extra, data, tmp_path):
+    tr, va = data
+    c = cfg(method=method, eps=0.05 if method != "standard" else 0.0, steps=3, **extra)
+    r = train(c, tr, val_data=va, device="cpu", cache_dir=tmp_path, progress=False,
+              eval_attack={"name": "pgd", "eps": 0.05, "steps": 3} if method != "standard" else None)
+    h = r.history[-1]
+    assert not r.from_cache and r.epochs_run == 1 and h["n_seen"] == len(tr)
+    assert h["val_acc"] > 0.6, h                      # chance is 0.25
+    if method != "standard":
+        assert 0 <= h["train_robust_acc"] <= 1 and h["val_robust_acc"] > 0.4, h
+    lines = (r.path / "history.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1]
+
+
+def test_attack_bn_train_mode_keeps_running_stats():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    m.train()
+    x, y = torch.rand(12, 1, 4, 4), torch.randint(0, 3, (12,))
+    c = cfg(method="pgd", eps=0.1, steps=4, attack_bn="train", num_classes=3)
+    bn = m[2]
+    before = (bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
+    modes = []
+    hook = m.register_forward_pre_hook(lambda mod, inp: modes.append(mod.training))
+    x_adv = T._pgd_examples(c, m, x, y)
+    hook.remove()
+    assert modes and all(modes)                                   # attacked in train mode
+    assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
+    assert torch.equal(bn.num_batches_tracked, before[2]) and bn.momentum == 0.1 and m.training
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and not torch.equal(x_adv, x)
+    modes.clear()
+    hook = m.register_forward_pre_hook(lambda mod, inp: modes.append(mod.training))
+    T._pgd_examples(c.replace(attack_bn="eval"), m, x, y)
+    hook.remove()
+    assert modes and not any(modes) and m.training
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 0.5)])
+def test_trades_perturb_stays_in_ball_and_raises_kl(norm, eps):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.rand(8, 1, 4, 4)
+    xa = T.trades_perturb(m, x, eps=eps, steps=5, norm=norm)
+    d = (xa - x).flatten(1)
+    size = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+    assert (size <= eps + 1e-5).all() and xa.min() >= 0 and xa.max() <= 1
+    p = torch.softmax(m(x), 1)
+    kl = lambda z: torch.nn.functional.kl_div(torch.log_softmax(m(z), 1), p, reduction="sum").item()
+    assert kl(xa) > kl(x + 0.001 * torch.randn_like(x)) + 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# determinism, cache
+
+def test_same_seed_same_weights(data, tmp_path):
+    tr, va = data
+    c = cfg(method="pgd", eps=0.05, steps=2, augment="translate", epochs=2)
+    a = train(c, tr, device="cpu", cache_dir=tmp_path / "a", progress=False)
+    b = train(c, tr, device="cpu", cache_dir=tmp_path / "b", progress=False)
+    assert not a.from_cache and not b.from_cache
+    assert weights_digest(a.model) == weights_digest(b.model)
+    assert without_time(a.history) == without_time(b.history)
+    other = train(c.replace(seed=1), tr, device="cpu", cache_dir=tmp_path / "c", progress=False)
+    assert weights_digest(other.model) != weights_digest(a.model)
+
+
+def test_cache_hit_and_corrupt_entries_are_retrained(data, tmp_path, monkeypatch):
+    tr, va = data
+    c = cfg(epochs=2, method="half_half", eps=0.05, steps=2)
+    first = train(c, tr, val_data=va, device="cpu", cache_dir=tmp_path, progress=False)
+    digest = weights_digest(first.model)
+    assert not first.from_cache and first.epochs_run == 2
+    assert {p.name for p in first.path.iterdir()} >= {"COMPLETE", "model.pt", "result.json", "history.jsonl",
+                                                     "config.json"}
+    assert not (first.path / "checkpoint.pt").exists()
+
+    epochs = []
+    real = T._objective
+    monkeypatch.setattr(T, "_objective", lambda *a, **k: (epochs.append(1), real(*a, **k))[1])
+    hit = train(c, tr, val_data=va, device="cpu", cache_dir=tmp_path, progress=False)
+    assert hit.from_cache and hit.epochs_run == 0 and not epochs
+    assert hit.key == first.key and hit.path == first.path
+    assert weights_digest(hit.model) == digest and hit.history == first.history
+    assert not hit.model.training
+
+    # anything different is another entry
+    assert train(c, tr, val_data=va.subset(slice(0, 64)), device="cpu", cache_dir=tmp_path, progress=False).key != first.key
+    assert T.run_key(c.replace(seed=5), tr, va) != first.key and T.run_key(c, tr, va) == first.key
+
+    def corrupt_and_check(damage, why):
+        damage(first.path)
+        epochs.clear()
+        with pytest.warns(RuntimeWarning, match=why):
+            r = train(c, tr, val_data=va, device="cpu", cache_dir=tmp_path, progress=False)
+        assert not r.from_cache and r.epochs_run == 2 and epochs
+        assert weights_digest(r.model) == digest                       # retrained to the same result
+        assert (first.path / "COMPLETE").exists()
+
+    def truncate(p):
+        b = (p / "model.pt").read_bytes()
+        (p / "model.pt").write_bytes(b[: len(b) // 2])
+
+    def tamper(p):
+        j = json.loads((p / "result.json").read_text())
+        j["history"][0]["val_acc"] = 1.0
+        (p / "result.json").write_text(json.dumps(j))
+
+    corrupt_and_check(truncate, "hash mismatch of model.pt")
+    corrupt_and_check(lambda p: (p / "COMPLETE").unlink(), "missing COMPLETE")
+    corrupt_and_check(tamper, "hash mismatch of result.json")
+    corrupt_and_check(lambda p: (p / "COMPLETE").write_text("{not json"), "unreadable COMPLETE")
+
+
+def test_unreadable_checkpoint_restarts_from_scratch(data, tmp_path):
+    tr, _ = data
+    c = cfg(epochs=2)
+    ref = train(c, tr, device="cpu", cache_dir=tmp_path / "ref", progress=False)
+    path = tmp_path / "x" / ref.path.name
+    path.mkdir(parents=True)
+    (path / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated zip")
+    with pytest.warns(RuntimeWarning, match="checkpoint .* unreadable"):
+        r = train(c, tr, device="cpu", cache_dir=tmp_path / "x", progress=False)
+    assert r.path == path and r.epochs_run == 2 and weights_digest(r.model) == weights_digest(ref.model)
+
+
+# ---------------------------------------------------------------------------------------------
+# resume after a kill
+
+RESUME_CFG = dict(epochs=4, method="pgd", eps=0.05, steps=2, augment="translate", schedule="cosine",
+                  momentum=0.9, weight_decay=1e-3)
+
+
+def test_resume_after_crash_equals_uninterrupted_run(data, tmp_path):
+    tr, _ = data
+    c = cfg(**RESUME_CFG)
+    with one_thread():
+        ref = train(c, tr, device="cpu", cache_dir=tmp_path / "ref", progress=False)
+    # child crashes (os._exit) right after the checkpoint of epoch 2
+    p = run_child(tmp_path / "cache", tmp_path / "out1", c, "--exit-after", "2")
+    assert p.returncode == 17, p.stderr
+    entry = tmp_path / "cache" / ref.path.name
+    assert (entry / "checkpoint.pt").exists() and not (entry / "COMPLETE").exists()
+    assert torch.load(entry / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    # the crash came between the checkpoint and the log line of epoch 2: the log lags, resume fixes it
+    assert len((entry / "history.jsonl").read_text().splitlines()) == 1
+    p = run_child(tmp_path / "cache", tmp_path / "out2", c)
+    assert p.returncode == 0, p.stderr
+    out = read_out(tmp_path / "out2")
+    assert out["epochs_run"] == 2 and not out["from_cache"]               # resumed, not restarted
+    assert out["digest"] == weights_digest(ref.model)
+    assert without_time(out["history"]) == without_time(ref.history)
+    log = [json.loads(x) for x in (entry / "history.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2, 3, 4]
+
+
+def test_resume_after_sigkill_mid_epoch_equals_uninterrupted_run(data, tmp_path):
+    tr, _ = data
+    c = cfg(**RESUME_CFG)
+    with one_thread():
+        ref = train(c, tr, device="cpu", cache_dir=tmp_path / "ref", progress=False)
+    entry = tmp_path / "cache" / ref.path.name
+    log = entry / "history.jsonl"
+    child = subprocess.Popen([sys.executable, str(HELPER), str(tmp_path / "cache"), str(tmp_path / "o"),
+                              c.to_json(), "--sleep", "0.03"], env=child_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and child.poll() is None:
+            if log.exists() and len(log.read_text().splitlines()) >= 1:
+                time.sleep(0.05)                          # into epoch 2
+                child.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.01)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL, "the child finished before it could be killed"
+    assert not (entry / "COMPLETE").exists()
+    p = run_child(tmp_path / "cache", tmp_path / "out", c)
+    assert p.returncode == 0, p.stderr
+    out = read_out(tmp_path / "out")
+    assert 1 <= out["epochs_run"] <= 3
+    assert out["digest"] == weights_digest(ref.model)
+    assert without_time(out["history"]) == without_time(ref.history)
+
+
+# ---------------------------------------------------------------------------------------------
+# DDP on CPU (gloo, 2 processes)
+
+def test_ddp_gloo_two_processes(data, tmp_path):
+    tr, _ = data
+    c = cfg(epochs=2, batch_size=64, lr=0.2)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(HELPER), str(tmp_path / "cache"), str(tmp_path / "out"), c.to_json()]
+    p = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    r0, r1 = read_out(tmp_path / "out", 0), read_out(tmp_path / "out", 1)
+    # same model and same (all-reduced) metrics on both ranks; every example seen once per epoch
+    assert r0["digest"] == r1["digest"] and r0["history"] == r1["history"]
+    assert [h["n_seen"] for h in r0["history"]] == [len(tr)] * 2
+    # only rank 0 writes
+    assert r0["writes"] > 0 and r1["writes"] == 0
+    entry = next((tmp_path / "cache").iterdir())
+    assert (entry / "COMPLETE").exists() and len((entry / "history.jsonl").read_text().splitlines()) == 2
+    # same semantics as one process: the two shards of a step are the one-process batch, so a
+    # linear model (no BatchNorm) ends with the same weights and metrics up to rounding
+    with one_thread():
+        one = train(c, tr, device="cpu", cache_dir=tmp_path / "one", progress=False)
+    assert one.key == r0["key"]
+    w1 = torch.cat([v.flatten().double() for _, v in sorted(one.model.state_dict().items())])
+    assert torch.allclose(torch.tensor(r0["weights"]), w1, atol=1e-5)
+    for a, b in zip(r0["history"], one.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+        assert a["train_acc"] == pytest.approx(b["train_acc"], abs=1e-9)
+    # the DDP run's entry is the cache of the one-process call with the same config and data
+    again = train(c, tr, device="cpu", cache_dir=tmp_path / "cache", progress=False)
+    assert again.from_cache and weights_digest(again.model) == r0["digest"]
+
+
+# ---------------------------------------------------------------------------------------------
+# linear probes
+
+def test_linear_probe_keeps_the_best_validation_epoch():
+    g = torch.Generator().manual_seed(0)
+    Xt, Xv = torch.randn(200, 5, generator=g), torch.randn(100, 5, generator=g)
+    yt, yv = (Xt[:, 0] > 0).long(), (Xv[:, 0] > 0).long()
+    scripted = iter([0.2, 0.5, 0.9, 0.4, 0.3])
+    seen = []
+
+    def score(logits, y):
+        seen.append(logits.clone())
+        return next(scripted)
+    head, hist, best = train_linear_probe(Xt, yt, Xv, yv, epochs=5, lr=0.05, seed=0, score=score, progress=False)
+    assert best == 3 and [h["val_score"] for h in hist] == [0.2, 0.5, 0.9, 0.4, 0.3]
+    with torch.no_grad():
+        out = head(Xv)
+    assert torch.allclose(out, seen[2]) and not torch.allclose(out, seen[-1])
+    # accuracy by default: the returned head scores the best validation accuracy of the history
+    head, hist, best = train_linear_probe(Xt, yt, Xv, yv, epochs=4, lr=0.05, seed=1, progress=False)
+    acc = (head(Xv).argmax(1) == yv).float().mean().item()
+    assert acc == pytest.approx(max(h["val_score"] for h in hist)) == pytest.approx(hist[best - 1]["val_score"])
+    assert acc > 0.9
+    with pytest.raises(ValueError, match="epochs"):
+        train_linear_probe(Xt, yt, Xv, yv, epochs=0)
+
+
+def test_extract_features(data, tmp_path):
+    tr, _ = data
+    r = train(cfg(), tr, device="cpu", cache_dir=tmp_path, progress=False)
+    f, y = T.extract_features(r.model, tr, batch_size=100)
+    assert f.shape == (len(tr), 64) and torch.equal(y, tr.y)
+    with torch.no_grad():
+        assert torch.allclose(r.model.head(f), r.model(tr.float()), atol=1e-5)

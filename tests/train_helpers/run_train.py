@@ -1,0 +1,71 @@
+"""Run `robbook.train.train` on the easy task in a child process (for the kill/resume and DDP tests).
+
+    python run_train.py CACHE_DIR OUT_DIR CONFIG_JSON [--exit-after K] [--sleep S] [--n N]
+
+Writes OUT_DIR/rank{RANK}.json with the history, a digest and the flat weights of the model,
+`epochs_run`, `from_cache` and the number of files this process wrote. `--exit-after K` makes
+the process `os._exit(17)` right after writing the checkpoint of epoch K (a crash); `--sleep S`
+sleeps S seconds per batch (to give a SIGKILL time to land mid-epoch).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+torch.set_num_threads(1)
+
+import robbook.train as T  # noqa: E402
+from train_helpers.easy import easy_data, weights_digest  # noqa: E402
+
+p = argparse.ArgumentParser()
+p.add_argument("cache")
+p.add_argument("out")
+p.add_argument("config")
+p.add_argument("--exit-after", type=int, default=None)
+p.add_argument("--sleep", type=float, default=0.0)
+p.add_argument("--n", type=int, default=256)
+a = p.parse_args()
+rank = int(os.environ.get("RANK", "0"))
+writes = []
+
+orig_ckpt, orig_write, orig_append = T._write_checkpoint, T._atomic_write, T._append_history
+
+
+def write_checkpoint(path, payload):
+    orig_ckpt(path, payload)
+    if a.exit_after is not None and payload["epoch"] == a.exit_after:
+        os._exit(17)
+
+
+def atomic_write(path, data):
+    writes.append(str(path))
+    orig_write(path, data)
+
+
+def append_history(path, entry):
+    writes.append(str(path) + "/history.jsonl")
+    orig_append(path, entry)
+
+
+T._write_checkpoint, T._atomic_write, T._append_history = write_checkpoint, atomic_write, append_history
+if a.sleep:
+    orig_obj = T._objective
+
+    def slow_objective(*args, **kw):
+        time.sleep(a.sleep)
+        return orig_obj(*args, **kw)
+    T._objective = slow_objective
+
+cfg = T.TrainConfig.from_dict(json.loads(a.config))
+res = T.train(cfg, easy_data(a.n, 0), device="cpu", cache_dir=a.cache, progress=False)
+out = {"history": res.history, "digest": weights_digest(res.model), "epochs_run": res.epochs_run,
+       "from_cache": res.from_cache, "writes": len(writes), "key": res.key,
+       "weights": torch.cat([v.flatten().double() for _, v in sorted(res.model.state_dict().items())]).tolist()}
+Path(a.out).mkdir(parents=True, exist_ok=True)
+(Path(a.out) / f"rank{rank}.json").write_text(json.dumps(out))
