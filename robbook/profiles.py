@@ -27,7 +27,7 @@ register("demo", {
     "full": {"n": 300, "eps": 0.1},
 })
 
-# %% ../nbs/11_profiles.ipynb #463e80a7
+# %% ../nbs/11_profiles.ipynb #4daef8d4
 # profile: moayeri
 # Moayeri, Banihashem & Feizi (2022): theory (Sec. 3), colour-shift (Fig. 9), background reliance
 # (our runnable analogue of Sec. 4.1-4.3) and the ImageNet-scale suite (Figs. 5-8; user-provided data).
@@ -86,3 +86,71 @@ register("moayeri", {
 }, choices={"cs_dataset": ["fashion_mnist", "mnist", "cifar10"], "bg_kind": ["texture", "color"],
             "cs_model": ["kamath_stdcnn", "mnist_cnn", "resnet18", "preact_resnet18"],
             "bg_model": ["kamath_stdcnn", "mnist_cnn", "resnet18", "preact_resnet18"]})
+
+# %% ../nbs/11_profiles.ipynb #9e579b62
+# profile: tsipras
+# Tsipras et al. (2019), "Robustness may be at odds with accuracy": theory on D (Sec. 2, App. C-D),
+# binary linear model (App. A.2, E, Table 5, Fig. 5), deep models (Figs. 1-4, 6-10, Tables 2-4).
+# Deep models: slot "mnist" (smoke: Fashion-MNIST), "cifar10", "rimagenet" (Restricted ImageNet, only
+# with imagenet_root). Per slot: train_sizes (last = the full-size models of Fig. 7, Table 4 and
+# Figs. 2-4), eps_linf / eps_l2 (eps_train of Figs. 1, 6, 7 and Table 4), eps_model ([linf, l2]: the
+# Table 2 models shown in Figs. 2-4), eps_large ([linf, l2]: Table 3), half_half ("all" eps or only
+# "model" eps). Epochs are those of the full size; smaller sets get more (at most 4x) epochs.
+_tsipras_toy = {"toy_p": 0.95, "toy_eta_sqrt_d": 2.0, "toy_eps_train_ratios": [0.5, 1.0, 1.5, 2.0],
+                "toy_epochs": 100, "toy_lr": 0.1, "linear_eps": 0.2, "linear_epochs": 100, "linear_lr": 0.1,
+                "linear_topk": [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0], "imagenet_root": None}
+_tsipras_cifar = {"cifar10_model": "wrn34_10", "cifar10_model_kwargs": {"depth": 34, "widen_factor": 1},
+                  "cifar10_eps_large": [0.125, 4.7], "cifar10_lr": 0.1, "cifar10_batch_size": 128}
+_tsipras_rimagenet = {"rimagenet_model": "imagenet_resnet50", "rimagenet_image_size": 224,
+                      "rimagenet_eps_linf": [0.005], "rimagenet_eps_l2": [1.0], "rimagenet_eps_model": [0.005, 1.0],
+                      "rimagenet_eps_large": [0.25, 40.0], "rimagenet_lr": 0.1, "rimagenet_batch_size": 256}
+register("tsipras", {
+    "smoke": {**_tsipras_toy, **_tsipras_cifar, **_tsipras_rimagenet,
+              "toy_d": 100, "toy_n_train": 4000, "toy_n_test": 20_000, "toy_train_sizes": [30, 100, 300, 1000, 4000],
+              "toy_svm_n": 2000, "linear_data": "fashion_mnist", "linear_classes": [0, 4],
+              "deep_slots": ["mnist"], "mnist_data": "fashion_mnist", "mnist_model": "kamath_stdcnn",
+              "mnist_train_sizes": [250, 2000], "mnist_eps_linf": [0.1], "mnist_eps_l2": [1.0],
+              "mnist_eps_model": [0.1, 1.0], "mnist_eps_large": [0.3, 4.0], "mnist_half_half": "model",
+              "mnist_epochs": 3, "mnist_lr": 0.003, "mnist_batch_size": 50, "mnist_pgd_steps": 3,
+              "mnist_eval_steps": 10, "mnist_n_test": 400,
+              "cifar10_train_sizes": [5000, 50_000], "cifar10_eps_linf": [4 / 255], "cifar10_eps_l2": [80 / 255],
+              "cifar10_eps_model": [4 / 255, 80 / 255], "cifar10_half_half": "model", "cifar10_epochs": 1,
+              "cifar10_pgd_steps": 3, "cifar10_eval_steps": 5, "cifar10_n_test": 500,
+              "rimagenet_train_sizes": [5000, 20_000], "rimagenet_half_half": "model", "rimagenet_epochs": 1,
+              "rimagenet_pgd_steps": 3, "rimagenet_eval_steps": 5, "rimagenet_n_test": 500,
+              "n_vis": 6, "n_transfer": 32, "vis_steps": 40},
+    "quick": {**_tsipras_toy, **_tsipras_cifar, **_tsipras_rimagenet,
+              "toy_d": 400, "toy_n_train": 20_000, "toy_n_test": 100_000,
+              "toy_train_sizes": [30, 100, 300, 1000, 3000, 10_000, 20_000], "toy_svm_n": 4000,
+              "linear_data": "mnist", "linear_classes": [5, 7],
+              "deep_slots": ["mnist", "cifar10"], "mnist_data": "mnist", "mnist_model": "mnist_cnn",
+              "mnist_train_sizes": [1000, 10_000, 60_000], "mnist_eps_linf": [0.1, 0.3], "mnist_eps_l2": [1.5, 2.5],
+              "mnist_eps_model": [0.3, 1.5], "mnist_eps_large": [0.3, 4.0], "mnist_half_half": "model",
+              "mnist_epochs": 4, "mnist_lr": 0.001, "mnist_batch_size": 128, "mnist_pgd_steps": 10,
+              "mnist_eval_steps": 20, "mnist_n_test": 5000,
+              "cifar10_train_sizes": [5000, 50_000], "cifar10_eps_linf": [4 / 255], "cifar10_eps_l2": [80 / 255],
+              "cifar10_eps_model": [4 / 255, 80 / 255], "cifar10_half_half": "model", "cifar10_epochs": 6,
+              "cifar10_pgd_steps": 5, "cifar10_eval_steps": 10, "cifar10_n_test": 2000,
+              "rimagenet_train_sizes": [20_000, 100_000], "rimagenet_half_half": "model", "rimagenet_epochs": 4,
+              "rimagenet_pgd_steps": 3, "rimagenet_eval_steps": 10, "rimagenet_n_test": 2000,
+              "n_vis": 8, "n_transfer": 256, "vis_steps": 100},
+    "full": {**_tsipras_toy, **_tsipras_cifar, **_tsipras_rimagenet,
+             "toy_d": 1000, "toy_n_train": 50_000, "toy_n_test": 200_000,
+             "toy_train_sizes": [30, 100, 300, 1000, 3000, 10_000, 50_000], "toy_svm_n": 10_000,
+             "linear_data": "mnist", "linear_classes": [5, 7],
+             "deep_slots": ["mnist", "cifar10", "rimagenet"], "mnist_data": "mnist", "mnist_model": "mnist_cnn",
+             "mnist_train_sizes": [100, 300, 1000, 3000, 10_000, 30_000, 60_000],
+             "mnist_eps_linf": [0.1, 0.2, 0.3], "mnist_eps_l2": [0.5, 1.5, 2.5],
+             "mnist_eps_model": [0.3, 1.5], "mnist_eps_large": [0.3, 4.0], "mnist_half_half": "all",
+             "mnist_epochs": 80, "mnist_lr": 0.0001, "mnist_batch_size": 50, "mnist_pgd_steps": 40,
+             "mnist_eval_steps": 100, "mnist_n_test": 10_000,
+             "cifar10_train_sizes": [500, 1000, 2500, 5000, 10_000, 25_000, 50_000],
+             "cifar10_eps_linf": [2 / 255, 4 / 255, 8 / 255], "cifar10_eps_l2": [20 / 255, 80 / 255, 320 / 255],
+             "cifar10_eps_model": [4 / 255, 80 / 255], "cifar10_half_half": "all", "cifar10_epochs": 200,
+             "cifar10_pgd_steps": 7, "cifar10_eval_steps": 20, "cifar10_n_test": 10_000,
+             "rimagenet_train_sizes": [10_000, 30_000, 100_000, 300_000], "rimagenet_half_half": "model",
+             "rimagenet_epochs": 100, "rimagenet_pgd_steps": 7, "rimagenet_eval_steps": 20, "rimagenet_n_test": 10_000,
+             "n_vis": 10, "n_transfer": 1000, "vis_steps": 200},
+}, choices={"linear_data": ["fashion_mnist", "mnist"], "mnist_data": ["fashion_mnist", "mnist"],
+            "mnist_model": ["kamath_stdcnn", "mnist_cnn"], "mnist_half_half": ["model", "all"],
+            "cifar10_half_half": ["model", "all"], "rimagenet_half_half": ["model", "all"]})

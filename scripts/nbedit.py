@@ -38,6 +38,7 @@ def main(argv):
         with os.fdopen(fd, "w") as f:
             json.dump(nb, f, indent=1, ensure_ascii=False)
             f.write("\n")
+        os.chmod(tmp, os.stat(path).st_mode & 0o777)
         os.replace(tmp, path)
     os.remove(path + ".lock")
 

@@ -196,8 +196,9 @@ def test_knobs_precomputes_every_frame_and_links_sliders():
     assert len(frames) == 6, "every grid point must give its own frame"
     # jslink lives in the browser (the browser test moves a slider); here: every stack is linked.
     import ipywidgets as W
+    from ipywidgets.widgets.widget import _instances
     from ipywidgets.widgets.widget_link import Link
-    links = [x for x in W.Widget.widgets.values() if isinstance(x, Link)]
+    links = [x for x in _instances.values() if isinstance(x, Link)]
     stacks = [outer, *outer.children]
     for st in stacks:
         lk = [l for l in links if l.target[0] is st]

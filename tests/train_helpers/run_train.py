@@ -5,7 +5,8 @@
 Writes OUT_DIR/rank{RANK}.json with the history, a digest and the flat weights of the model,
 `epochs_run`, `from_cache` and the number of files this process wrote. `--exit-after K` makes
 the process `os._exit(17)` right after writing the checkpoint of epoch K (a crash); `--sleep S`
-sleeps S seconds per batch (to give a SIGKILL time to land mid-epoch).
+sleeps S seconds per batch (to give a SIGKILL time to land mid-epoch); `--code-version V` uses V
+as `robbook.train.code_version()` (the test process's, so that cache keys agree).
 """
 import argparse
 import json
@@ -30,7 +31,10 @@ p.add_argument("config")
 p.add_argument("--exit-after", type=int, default=None)
 p.add_argument("--sleep", type=float, default=0.0)
 p.add_argument("--n", type=int, default=256)
+p.add_argument("--code-version", default=None)
 a = p.parse_args()
+if a.code_version:     # the parent's: keys stay comparable even if a source file changes meanwhile
+    T.code_version = lambda: a.code_version
 rank = int(os.environ.get("RANK", "0"))
 writes = []
 
