@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['main']
 
-# %% ../nbs/19b_bench.ipynb #b7ab6d96
+# %% ../nbs/19b_bench.ipynb #87ad85f7
 import sys
 
 
@@ -20,6 +20,7 @@ def main(argv=None) -> int:
     benchmark()
     return 0
 
-
+# %% ../nbs/19b_bench.ipynb #96d12660
+#| eval: false
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,7 +27,7 @@ register("demo", {
     "full": {"n": 300, "eps": 0.1},
 })
 
-# %% ../nbs/11_profiles.ipynb #4daef8d4
+# %% ../nbs/11_profiles.ipynb #63135459
 # profile: moayeri
 # Moayeri, Banihashem & Feizi (2022): theory (Sec. 3), colour-shift (Fig. 9), background reliance
 # (our runnable analogue of Sec. 4.1-4.3) and the ImageNet-scale suite (Figs. 5-8; user-provided data).
@@ -87,7 +87,7 @@ register("moayeri", {
             "cs_model": ["kamath_stdcnn", "mnist_cnn", "resnet18", "preact_resnet18"],
             "bg_model": ["kamath_stdcnn", "mnist_cnn", "resnet18", "preact_resnet18"]})
 
-# %% ../nbs/11_profiles.ipynb #9e579b62
+# %% ../nbs/11_profiles.ipynb #e6643c5e
 # profile: tsipras
 # Tsipras et al. (2019), "Robustness may be at odds with accuracy": theory on D (Sec. 2, App. C-D),
 # binary linear model (App. A.2, E, Table 5, Fig. 5), deep models (Figs. 1-4, 6-10, Tables 2-4).
@@ -109,16 +109,16 @@ register("tsipras", {
               "toy_d": 100, "toy_n_train": 4000, "toy_n_test": 20_000, "toy_train_sizes": [30, 100, 300, 1000, 4000],
               "toy_svm_n": 2000, "linear_data": "fashion_mnist", "linear_classes": [0, 4],
               "deep_slots": ["mnist"], "mnist_data": "fashion_mnist", "mnist_model": "kamath_stdcnn",
-              "mnist_train_sizes": [250, 2000], "mnist_eps_linf": [0.1], "mnist_eps_l2": [1.0],
+              "mnist_train_sizes": [500, 4000], "mnist_eps_linf": [0.1, 0.2], "mnist_eps_l2": [1.0, 2.0],
               "mnist_eps_model": [0.1, 1.0], "mnist_eps_large": [0.3, 4.0], "mnist_half_half": "model",
-              "mnist_epochs": 3, "mnist_lr": 0.003, "mnist_batch_size": 50, "mnist_pgd_steps": 3,
-              "mnist_eval_steps": 10, "mnist_n_test": 400,
+              "mnist_epochs": 4, "mnist_lr": 0.003, "mnist_batch_size": 50, "mnist_pgd_steps": 5,
+              "mnist_eval_steps": 10, "mnist_n_test": 1000,
               "cifar10_train_sizes": [5000, 50_000], "cifar10_eps_linf": [4 / 255], "cifar10_eps_l2": [80 / 255],
               "cifar10_eps_model": [4 / 255, 80 / 255], "cifar10_half_half": "model", "cifar10_epochs": 1,
               "cifar10_pgd_steps": 3, "cifar10_eval_steps": 5, "cifar10_n_test": 500,
               "rimagenet_train_sizes": [5000, 20_000], "rimagenet_half_half": "model", "rimagenet_epochs": 1,
               "rimagenet_pgd_steps": 3, "rimagenet_eval_steps": 5, "rimagenet_n_test": 500,
-              "n_vis": 6, "n_transfer": 32, "vis_steps": 40},
+              "n_vis": 6, "n_transfer": 64, "vis_steps": 60},
     "quick": {**_tsipras_toy, **_tsipras_cifar, **_tsipras_rimagenet,
               "toy_d": 400, "toy_n_train": 20_000, "toy_n_test": 100_000,
               "toy_train_sizes": [30, 100, 300, 1000, 3000, 10_000, 20_000], "toy_svm_n": 4000,

@@ -7,7 +7,7 @@ A cell is found by the first line of its source (after nbdev directive lines).
 `set` appends a new code cell when no cell has that marker. The file is locked
 (fcntl) for the read-modify-write, and written atomically.
 """
-import fcntl, json, os, sys, tempfile
+import fcntl, hashlib, json, os, sys, tempfile
 
 
 def _first_line(src):
@@ -32,7 +32,8 @@ def main(argv):
         if cells:
             cells[0]["source"] = src
         else:
-            nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {},
+            cid = hashlib.sha1(marker.encode()).hexdigest()[:8]  # stable: exports stay reproducible
+            nb["cells"].append({"cell_type": "code", "execution_count": None, "id": cid, "metadata": {},
                                 "outputs": [], "source": src})
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".")
         with os.fdopen(fd, "w") as f:

@@ -201,6 +201,7 @@ def test_imagenet_val_and_c(tmp_path):
     assert D.imagenet_c_corruptions(tmp_path / "inc") == ["fog", "gaussian_noise"]
     r = D.imagenet_c_accuracy(oracle, tmp_path / "inc", severities=(1, 2), size=SIZE)
     assert r == {"fog": 1.0, "gaussian_noise": 1.0, "mean": 1.0}
+    assert D.imagenet_c_accuracy(oracle, tmp_path / "inc", size=SIZE) == r       # severities present: 1, 2
     # a folder without the 1000 wnids is refused, saying why
     (tmp_path / "bad" / "val" / "n00000001").mkdir(parents=True)
     with pytest.raises(DatasetNotFoundError, match="1000"):
