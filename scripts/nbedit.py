@@ -11,7 +11,9 @@ cell's index, type and marker. `set` replaces the cell's source and appends a ne
 cell has that marker. `replace` substitutes the text in OLD_FILE (which must occur exactly once in
 the cell) by the text in NEW_FILE: use it to change part of a cell that others may also edit.
 `insert` adds a new cell right after the marked cell. Every write happens under an fcntl lock on
-the notebook, as one read-modify-write, and is atomic (temporary file + rename).
+the notebook (`<notebook>.lock`, left in place and ignored by git: deleting a lock file another
+process waits on would break the lock), as one read-modify-write, and is atomic (temporary file +
+rename).
 """
 import fcntl, hashlib, json, os, sys, tempfile
 
