@@ -25,7 +25,8 @@ _MODES = (None, "eval", "train")
 def attack_mode(model, mode: str | None = "eval", freeze: bool = True):
     """Context in which an attack runs `model`: in `mode` (`"eval"`, `"train"`, or `None` = as is),
     with parameters' `requires_grad` off if `freeze`, and gradients enabled. Everything
-    (each submodule's mode, each parameter's `requires_grad`) is restored on exit.
+    (each submodule's mode, each parameter's `requires_grad`, every buffer such as batch-norm
+    running statistics) is restored on exit.
 
     `model` may also be a plain function (then only gradients are enabled)."""
     if mode not in _MODES:
@@ -34,6 +35,7 @@ def attack_mode(model, mode: str | None = "eval", freeze: bool = True):
     modes = [(m, m.training) for m in model.modules()] if is_module else []
     params = list(model.parameters()) if (is_module and freeze) else []
     req = [p.requires_grad for p in params]
+    bufs = [(b, b.detach().clone()) for b in model.buffers()] if is_module else []
     try:
         if is_module and mode is not None:
             model.train(mode == "train")
@@ -46,6 +48,9 @@ def attack_mode(model, mode: str | None = "eval", freeze: bool = True):
             p.requires_grad_(r)
         for m, t in modes:
             m.training = t
+        with torch.no_grad():
+            for b, saved in bufs:           # forward passes in train mode update batch-norm statistics
+                b.copy_(saved)
 
 
 def _check_xy(x, y=None):
@@ -544,3 +549,14 @@ def benchmark(batch: int = 256, device: str = "cpu", steps: int = 10, eps: float
         else:
             print("torchattacks is not installed: no baseline")
     return res
+
+# %% ../nbs/14_attacks.ipynb #235c0718
+_FROM_EVALUATE = ("apgd", "evaluate_robust", "RobustEval", "dlr_loss", "dlr_targeted_loss", "VERSIONS")
+
+
+def __getattr__(name: str):
+    "Names of `robbook.evaluate` (imported on first use: that module imports this one)."
+    if name in _FROM_EVALUATE:
+        from robbook import evaluate
+        return getattr(evaluate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,16 +8,27 @@ import sys
 
 
 def main(argv=None) -> int:
-    "Run a benchmark: `attacks` or `train`."
+    "Run a benchmark: `attacks`, `train` or `eval`."
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] not in ("attacks", "train"):
-        print("usage: python -m robbook.bench {attacks,train}", file=sys.stderr)
+    if not argv or argv[0] not in ("attacks", "train", "eval"):
+        print("usage: python -m robbook.bench {attacks,train,eval}", file=sys.stderr)
         return 2
     if argv[0] == "attacks":
         from robbook.attacks import benchmark
+    elif argv[0] == "eval":
+        from robbook.evaluate import benchmark
     else:
         from robbook.train import benchmark
-    benchmark()
+    kw = {}
+    if "--device" in argv[1:]:
+        import inspect
+        i = argv.index("--device")
+        if i + 1 >= len(argv) or "device" not in inspect.signature(benchmark).parameters:
+            print(f"usage: python -m robbook.bench {argv[0]}: --device takes a value and only the train "
+                  "benchmark accepts it (e.g. bench train --device cuda)", file=sys.stderr)
+            return 2
+        kw["device"] = argv[i + 1]
+    benchmark(**kw)
     return 0
 
 # %% ../nbs/19b_bench.ipynb #96d12660

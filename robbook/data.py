@@ -315,6 +315,7 @@ class FolderDataset(torch.utils.data.Dataset):
         self.paths = [str(p) for p in self.paths]
         if len(self.paths) != len(self.y):
             raise ValueError(f"FolderDataset: {len(self.paths)} paths but {len(self.y)} labels")
+        self._fp, self._shape = None, None
 
     def __len__(self): return len(self.paths)
 
@@ -325,12 +326,37 @@ class FolderDataset(torch.utils.data.Dataset):
     @property
     def num_classes(self) -> int: return len(self.classes)
 
+    @property
+    def shape(self) -> tuple:
+        "`(C, H, W)` of the decoded images (of the first one when `size` is None)."
+        if self._shape is None:
+            self._shape = tuple(self[(0, 0)][0].shape) if len(self) else ()
+        return self._shape
+
+    def fingerprint(self) -> str:
+        """A cache-key hash of the file names (relative to their common folder), file sizes, labels,
+        class names and decoding settings. Computed once per object."""
+        if self._fp is None:
+            h = hashlib.blake2b(digest_size=16)
+            h.update(repr((self.classes, self.size, self.resize, self.train, self.mode, len(self))).encode())
+            base = os.path.commonpath(self.paths) if len(self.paths) > 1 else os.path.dirname(self.paths[0]) \
+                if self.paths else ""
+            for p in self.paths:
+                h.update(f"{os.path.relpath(p, base)}\0{os.stat(p).st_size}\n".encode())
+            h.update(self.y.numpy().tobytes())
+            self._fp = h.hexdigest()
+        return self._fp
+
     def __getitem__(self, key):
         "`key` is an index, or `(index, seed)` to fix the random crop."
         i, seed = key if isinstance(key, tuple) else (key, None)
         from PIL import Image
-        with Image.open(self.paths[i]) as im:
-            im = im.convert(self.mode)
+        try:
+            with Image.open(self.paths[i]) as im:
+                im = im.convert(self.mode)
+        except (OSError, ValueError, SyntaxError) as e:
+            raise ValueError(f"{self.name}: cannot decode image {self.paths[i]} ({type(e).__name__}: {e}); "
+                             "replace or remove the file") from None
         if self.size:
             if self.train:
                 rng = random.Random(seed) if seed is not None else random
@@ -599,13 +625,28 @@ def _mix(*xs: int) -> int:
     return int.from_bytes(h, "little") & (2**63 - 1)
 
 
+class _KeySampler(torch.utils.data.Sampler):
+    "The keys of one epoch, made on the fly: `(index, crop seed)` for a `FolderDataset`, else the index."
+
+    def __init__(self, order: torch.Tensor, seed: int, epoch: int, with_seed: bool):
+        self.order, self.seed, self.epoch, self.with_seed = order, seed, epoch, with_seed
+
+    def __len__(self): return len(self.order)
+
+    def __iter__(self):
+        for chunk in self.order.split(65536):          # a few Python ints at a time, even for ImageNet
+            for i in chunk.tolist():
+                yield (i, _mix(self.seed, self.epoch, i) % 2**32) if self.with_seed else i
+
+
 class Loader:
     """Batches `(x float32 [B, C, H, W] in [0, 1], y int64 [B])` on `device` from an `ImageData`
-    (held on the device) or a `FolderDataset`; shuffled by `(seed, epoch)`, sharded by `rank`."""
+    (held on the device) or a `FolderDataset` (streamed by `num_workers` workers); shuffled by
+    `(seed, epoch)`, sharded by `rank` (`pad=False`: no example repeated, shards differ by one at most)."""
 
     def __init__(self, data, batch_size: int, *, shuffle: bool = True, device="cpu", augment=None,
                  seed: int = 0, drop_last: bool = False, rank: int = 0, world_size: int = 1,
-                 num_workers: int | None = None):
+                 num_workers: int | None = None, pad: bool = True):
         from robbook.config import get_device
         if batch_size < 1:
             raise ValueError(f"Loader: batch_size must be at least 1, got {batch_size}")
@@ -615,12 +656,17 @@ class Loader:
         self.in_memory = isinstance(data, ImageData)
         self.data = data.to(self.device) if self.in_memory else data
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.pad = rank, world_size, pad
         self.augment = make_augment(augment) if (augment is None or isinstance(augment, str)) else augment
         self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
         self.epoch = 0
         n = len(data)
-        self.num_samples = (n // world_size if drop_last else math.ceil(n / world_size)) if world_size > 1 else n
+        if world_size == 1:
+            self.num_samples = n
+        elif not pad:
+            self.num_samples = len(range(rank, n, world_size))
+        else:
+            self.num_samples = n // world_size if drop_last else math.ceil(n / world_size)
 
     def set_epoch(self, epoch: int) -> None:
         "Use epoch `epoch`'s order and augmentations on the next pass."
@@ -639,7 +685,9 @@ class Loader:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(_mix(self.seed, epoch)))
         else:
             order = torch.arange(n)
-        if self.world_size > 1:
+        if self.world_size > 1 and not self.pad:
+            order = order[self.rank::self.world_size]
+        elif self.world_size > 1:
             total = self.num_samples * self.world_size
             if total > n:
                 order = order.repeat(math.ceil(total / max(n, 1)))
@@ -668,13 +716,22 @@ class Loader:
             yield self._batch(self.data.x[i], self.data.y[i], gen)
 
     def _iter_dataset(self, order, gen, epoch):
-        keys = [(i, _mix(self.seed, epoch, i) % 2**32) for i in order.tolist()]
-        if not isinstance(self.data, FolderDataset):
-            keys = [k for k, _ in keys]
-        dl = torch.utils.data.DataLoader(self.data, batch_size=self.batch_size, sampler=keys,
+        sampler = _KeySampler(order, self.seed, epoch, isinstance(self.data, FolderDataset))
+        dl = torch.utils.data.DataLoader(self.data, batch_size=self.batch_size, sampler=sampler,
                                          num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
-                                         persistent_workers=False)
-        for x, y in dl:
+                                         persistent_workers=False,
+                                         generator=torch.Generator().manual_seed(_mix(self.seed, epoch, self.rank, 2)))
+        it = iter(dl)
+        while True:
+            try:
+                x, y = next(it)
+            except StopIteration:
+                return
+            except RuntimeError as e:
+                if "stack expects each tensor to be equal size" in str(e):
+                    raise ValueError(f"{getattr(self.data, 'name', 'data')}: the images differ in size; set "
+                                     "`size=` (e.g. load_folder(path, size=224)) to resize and crop them") from None
+                raise
             yield self._batch(x, torch.as_tensor(y), gen)
 
     def __repr__(self):

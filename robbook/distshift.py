@@ -20,7 +20,7 @@ from .data import (IMAGE_EXTENSIONS, DatasetNotFoundError, FolderDataset, ImageD
 # %% auto #0
 __all__ = ['RED', 'GREEN', 'BACKGROUND_SETS', 'EVAL_SIZE', 'EVAL_RESIZE', 'IN9_SETS', 'WATERBIRDS_SPLITS', 'SUITE_DATASETS',
            'SpuriousData', 'to_rgb', 'majority_assignment', 'color_shift', 'background_spec', 'render_backgrounds',
-           'foreground_mask', 'composite', 'background_types', 'background_dataset', 'eval_resize',
+           'foreground_mask', 'composite', 'background_types', 'background_dataset', 'feature_scales', 'eval_resize',
            'MaskedFolderDataset', 'GroupedFolderDataset', 'limit', 'batches', 'imagenet_wnids', 'PooledHead',
            'imagenet_val', 'imagenet_c', 'imagenet_c_corruptions', 'objectnet', 'rival10', 'salient_imagenet',
            'imagenet9', 'waterbirds', 'waterbirds_majority', 'SuiteModel', 'suite_checkpoints', 'ProbeModel',
@@ -127,10 +127,13 @@ def background_spec(k: int) -> list[dict]:
 
 
 def render_backgrounds(types: torch.Tensor, k: int, size: int = 28, *, kind: str = "texture",
-                       seed: int = 0) -> torch.Tensor:
-    "uint8 [N, 3, size, size] background instances of the given types (random phase, brightness, noise)."
+                       seed: int = 0, strength: float = 1.0) -> torch.Tensor:
+    """uint8 [N, 3, size, size] background instances of the given types (random phase, brightness, noise);
+    `strength` scales each type's colours about neutral grey (0: no class signal, 1: the full palette)."""
     if kind not in ("texture", "color"):
         raise ValueError(f"kind must be 'texture' or 'color', got {kind!r}")
+    if not strength >= 0:
+        raise ValueError(f"strength must be >= 0 (0 = plain grey backgrounds), got {strength!r}")
     rng = np.random.default_rng(seed)
     types = np.asarray(torch.as_tensor(types).cpu(), dtype=np.int64)
     if len(types) and (types.min() < 0 or types.max() >= k):
@@ -148,6 +151,7 @@ def render_backgrounds(types: torch.Tensor, k: int, size: int = 28, *, kind: str
     else:
         w = np.zeros((n, size, size))
     img = ca[:, :, None, None] * (1 - w[:, None]) + cb[:, :, None, None] * w[:, None]
+    img = 0.5 + strength * (img - 0.5)
     img = img * rng.uniform(0.45, 0.7, (n, 1, 1, 1)) + rng.normal(0, 0.03, img.shape)
     return torch.from_numpy(np.clip(np.round(img * 255), 0, 255).astype(np.uint8))
 
@@ -186,9 +190,11 @@ def background_types(y: torch.Tensor, k: int, which: str, majority: float = 0.9,
 
 
 def background_dataset(objects: ImageData, which: str = "train", *, majority: float = 0.9,
-                       kind: str = "texture", seed: int = 0, threshold: int = 20) -> SpuriousData:
+                       kind: str = "texture", seed: int = 0, threshold: int = 20,
+                       strength: float = 1.0) -> SpuriousData:
     """Fashion-MNIST-style grey objects on class-correlated backgrounds: the set `which` of
-    `BACKGROUND_SETS` (train/original, mixed_same, mixed_rand, groups, only_fg)."""
+    `BACKGROUND_SETS` (train/original, mixed_same, mixed_rand, groups, only_fg); `strength` scales
+    the backgrounds' class signal (`render_backgrounds`)."""
     if objects.x.shape[1] != 1:
         raise ValueError("background_dataset needs grey (1-channel) object images")
     k, size = objects.num_classes, objects.x.shape[-1]
@@ -197,10 +203,31 @@ def background_dataset(objects: ImageData, which: str = "train", *, majority: fl
     if which == "only_fg":
         bg = torch.zeros(len(objects), 3, size, size, dtype=torch.uint8)
     else:
-        bg = render_backgrounds(t, k, size, kind=kind, seed=seed + 104729)
+        bg = render_backgrounds(t, k, size, kind=kind, seed=seed + 104729, strength=strength)
     x = composite(objects.x, bg, mask)
     data = ImageData(x, objects.y.clone(), objects.classes, f"{objects.name}+bg({which},{kind})")
     return SpuriousData(data, maj, t, mask)
+
+# %% ../nbs/20_distshift.ipynb #361b56fc
+def feature_scales(objects: ImageData, *, kind: str = "texture", strength: float = 1.0, seed: int = 0,
+                   threshold: int = 20, q: float = 0.95) -> dict:
+    """Class-signal size of the object and of the background in [0, 1] pixel units (*Moayeri et al.
+    (2022)*, Sec. 3: feature scale): `linf` = q-quantile of |mu_c - mu_c'| over pixels, `l2` = its
+    l2 norm, averaged over class pairs; objects on black, backgrounds alone (type = class)."""
+    k = objects.num_classes
+    y = objects.y.cpu()
+    mask = foreground_mask(objects.x, threshold)
+    obj = torch.where(mask, objects.x, torch.zeros_like(objects.x)).float().expand(-1, 3, -1, -1) / 255
+    bg = render_backgrounds(y, k, objects.x.shape[-1], kind=kind, seed=seed, strength=strength).float() / 255
+    out = {}
+    for name, x in (("object", obj), ("background", bg)):
+        mu = torch.stack([x[y == c].mean(0) for c in range(k) if (y == c).any()]).flatten(1)
+        diffs = [(mu[a] - mu[b]).abs() for a in range(len(mu)) for b in range(a + 1, len(mu))]
+        out[f"{name}_linf"] = float(np.mean([torch.quantile(d, q).item() for d in diffs]))
+        out[f"{name}_l2"] = float(np.mean([d.norm().item() for d in diffs]))
+    out["ratio_linf"] = out["background_linf"] / out["object_linf"]
+    out["ratio_l2"] = out["background_l2"] / out["object_l2"]
+    return out
 
 # %% ../nbs/20_distshift.ipynb #3c143677
 EVAL_SIZE, EVAL_RESIZE = 224, 256

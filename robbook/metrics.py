@@ -208,11 +208,27 @@ def attack_metrics(model, data, attack: Callable, *, batch_size: int = 256, prog
     return _attack_summary(r)
 
 
-def robust_accuracy(model, data, attack: Callable, *, batch_size: int = 256, progress: bool | None = None) -> float:
+def robust_accuracy(model, data, attack: Callable | str, *, norm: str | None = None, eps: float | None = None,
+                    batch_size: int = 256, progress: bool | None = None, **evaluate_kw) -> float:
     """Robust accuracy under `attack`: $\\Pr(f(X) = Y \\wedge f(X + \\mathcal{A}(X)) = Y)$.
 
     The attack's estimate of one minus the adversarial 0-1 risk of Tsipras et al. (2019), eq. (2)
-    (the worst case over $\\Delta$ includes $\\delta = 0$, so it is never above `accuracy`)."""
+    (the worst case over $\\Delta$ includes $\\delta = 0$, so it is never above `accuracy`).
+    `attack` is a callable `attack(model, x, y) -> x_adv`, or the name of an `evaluate_robust` version
+    (`"standard"`, `"fast"`, `"pgd"`; then `norm` and `eps` are required): the worst case over APGD-CE and
+    APGD-T, the book's robust accuracy. Extra keywords go to `robbook.attacks.evaluate_robust`."""
+    if isinstance(attack, str):
+        from robbook.evaluate import VERSIONS, evaluate_robust
+        if attack not in VERSIONS:
+            raise ValueError(f"attack={attack!r}: a string names an evaluate_robust version; allowed values: "
+                             f"{list(VERSIONS)} (or pass a callable attack(model, x, y) -> x_adv)")
+        if eps is None:
+            raise ValueError(f"attack={attack!r} needs eps= (and norm=, default 'linf')")
+        return evaluate_robust(model, data, norm=norm or "linf", eps=eps, version=attack, batch_size=batch_size,
+                               progress=progress, **evaluate_kw).accuracy
+    if norm is not None or eps is not None or evaluate_kw:
+        raise ValueError("norm=, eps= and other evaluate_robust keywords only apply when attack is a version name "
+                         "('standard', 'fast', 'pgd'); a callable attack carries its own settings")
     return attack_metrics(model, data, attack, batch_size=batch_size, progress=progress)["robust_accuracy"]
 
 # %% ../nbs/15_metrics.ipynb #c29bd815

@@ -58,34 +58,36 @@ register("moayeri", {
               "mc_samples": 50_000, "shift_draws": 100,
               "cs_dataset": "fashion_mnist", "cs_model": "kamath_stdcnn", "cs_n_train": 3000, "cs_n_test": 1000,
               "cs_rhos": [1.0, 4.0, 32.0], "cs_shift": 0.1, "cs_epochs": 3,
-              "cs_attack_eps": [0.0, 2.0, 4.0, 8.0], "cs_attack_steps": 5,
+              "cs_attack_eps": [0.0, 2.0, 4.0, 8.0], "cs_attack_steps": 5, "cs_eval_n": 200,
               "bg_n_train": 3000, "bg_n_test": 1000, "bg_majority": 0.9, "bg_kind": "texture",
-              "bg_model": "kamath_stdcnn", "bg_epochs": 3, "bg_eps_l2": [0.5, 1.5],
-              "bg_eps_linf": [4.0, 16.0], "bg_attack_steps": 3,
-              "batch_size": 128, "suite_max_images": 256, "suite_batch_size": 32},
+              "bg_model": "kamath_stdcnn", "bg_epochs": 3, "bg_eps_l2": [1.5],
+              "bg_eps_linf": [16.0], "bg_attack_steps": 3, "bg_strengths": [1.0, 4.0],
+              "batch_size": 128, "suite_max_images": 256, "suite_batch_size": 32, "eval_version": "fast"},
     "quick": {**_moayeri_common,
               "eps_grid": [round(0.1 * i, 1) for i in range(21)],
               "mc_samples": 200_000, "shift_draws": 500,
               "cs_dataset": "cifar10", "cs_model": "resnet18", "cs_n_train": 20_000, "cs_n_test": 5000,
               "cs_rhos": [1.0, 2.0, 4.0, 8.0, 32.0], "cs_shift": 0.1, "cs_epochs": 8,
-              "cs_attack_eps": [0.0, 0.5, 1.0, 2.0], "cs_attack_steps": 10,
+              "cs_attack_eps": [0.0, 0.5, 1.0, 2.0], "cs_attack_steps": 10, "cs_eval_n": None,
               "bg_n_train": 20_000, "bg_n_test": 5000, "bg_majority": 0.9, "bg_kind": "texture",
-              "bg_model": "resnet18", "bg_epochs": 6, "bg_eps_l2": [0.25, 0.5, 1.0, 2.0],
-              "bg_eps_linf": [2.0, 4.0, 8.0, 16.0], "bg_attack_steps": 5,
-              "batch_size": 256, "suite_max_images": 2000, "suite_batch_size": 128},
+              "bg_model": "resnet18", "bg_epochs": 6, "bg_eps_l2": [1.0],
+              "bg_eps_linf": [8.0], "bg_attack_steps": 5, "bg_strengths": [0.5, 1.0, 2.0, 3.0, 4.0],
+              "batch_size": 256, "suite_max_images": 2000, "suite_batch_size": 128, "eval_version": "standard"},
     "full": {**_moayeri_common,
              "eps_grid": [round(0.05 * i, 2) for i in range(41)],
              "mc_samples": 1_000_000, "shift_draws": 2000,
              "cs_dataset": "cifar10", "cs_model": "resnet18", "cs_n_train": 50_000, "cs_n_test": 10_000,
              "cs_rhos": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 100.0], "cs_shift": 0.1, "cs_epochs": 30,
-             "cs_attack_eps": [0.0, 0.25, 0.5, 1.0, 2.0], "cs_attack_steps": 20,
+             "cs_attack_eps": [0.0, 0.25, 0.5, 1.0, 2.0], "cs_attack_steps": 20, "cs_eval_n": None,
              "bg_n_train": 60_000, "bg_n_test": 10_000, "bg_majority": 0.9, "bg_kind": "texture",
-             "bg_model": "resnet18", "bg_epochs": 20, "bg_eps_l2": [0.25, 0.5, 1.0, 2.0, 3.0],
-             "bg_eps_linf": [1.0, 2.0, 4.0, 8.0, 16.0], "bg_attack_steps": 10,
-             "batch_size": 256, "suite_max_images": 0, "suite_batch_size": 256},
+             "bg_model": "resnet18", "bg_epochs": 20, "bg_eps_l2": [0.5, 1.0, 2.0],
+             "bg_eps_linf": [4.0, 8.0, 16.0], "bg_attack_steps": 10,
+             "bg_strengths": [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0],
+             "batch_size": 256, "suite_max_images": 0, "suite_batch_size": 256, "eval_version": "standard"},
 }, choices={"cs_dataset": ["fashion_mnist", "mnist", "cifar10"], "bg_kind": ["texture", "color"],
             "cs_model": ["kamath_stdcnn", "mnist_cnn", "resnet18", "preact_resnet18"],
-            "bg_model": ["kamath_stdcnn", "mnist_cnn", "resnet18", "preact_resnet18"]})
+            "bg_model": ["kamath_stdcnn", "mnist_cnn", "resnet18", "preact_resnet18"],
+            "eval_version": ["standard", "fast", "pgd"]})
 
 # %% ../nbs/11_profiles.ipynb #e6643c5e
 # profile: tsipras
@@ -96,9 +98,14 @@ register("moayeri", {
 # Figs. 2-4), eps_linf / eps_l2 (eps_train of Figs. 1, 6, 7 and Table 4), eps_model ([linf, l2]: the
 # Table 2 models shown in Figs. 2-4), eps_large ([linf, l2]: Table 3), half_half ("all" eps or only
 # "model" eps). Epochs are those of the full size; smaller sets get more (at most 4x) epochs.
+# eval_version: the robbook.attacks.evaluate_robust version behind every robust accuracy (training uses PGD);
+# <slot>_eval_n: robust accuracies on the first eval_n test images (None: all n_test).
 _tsipras_toy = {"toy_p": 0.95, "toy_eta_sqrt_d": 2.0, "toy_eps_train_ratios": [0.5, 1.0, 1.5, 2.0],
                 "toy_epochs": 100, "toy_lr": 0.1, "linear_eps": 0.2, "linear_epochs": 100, "linear_lr": 0.1,
-                "linear_topk": [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0], "imagenet_root": None}
+                "linear_topk": [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0], "imagenet_root": None,
+                # how the deep models train (robbook.launch): launcher None = torchrun when nproc * nnodes > 1,
+                # else in the notebook's process; rdzv_endpoint "host:port" of the first machine when nnodes > 1
+                "launcher": None, "nproc": 1, "nnodes": 1, "rdzv_endpoint": None}
 _tsipras_cifar = {"cifar10_model": "wrn34_10", "cifar10_model_kwargs": {"depth": 34, "widen_factor": 1},
                   "cifar10_eps_large": [0.125, 4.7], "cifar10_lr": 0.1, "cifar10_batch_size": 128}
 _tsipras_rimagenet = {"rimagenet_model": "imagenet_resnet50", "rimagenet_image_size": 224,
@@ -112,13 +119,13 @@ register("tsipras", {
               "mnist_train_sizes": [500, 4000], "mnist_eps_linf": [0.1, 0.2], "mnist_eps_l2": [1.0, 2.0],
               "mnist_eps_model": [0.1, 1.0], "mnist_eps_large": [0.3, 4.0], "mnist_half_half": "model",
               "mnist_epochs": 4, "mnist_lr": 0.003, "mnist_batch_size": 50, "mnist_pgd_steps": 5,
-              "mnist_eval_steps": 10, "mnist_n_test": 1000,
+              "mnist_eval_steps": 10, "mnist_n_test": 1000, "mnist_eval_n": 300,
               "cifar10_train_sizes": [5000, 50_000], "cifar10_eps_linf": [4 / 255], "cifar10_eps_l2": [80 / 255],
               "cifar10_eps_model": [4 / 255, 80 / 255], "cifar10_half_half": "model", "cifar10_epochs": 1,
               "cifar10_pgd_steps": 3, "cifar10_eval_steps": 5, "cifar10_n_test": 500,
               "rimagenet_train_sizes": [5000, 20_000], "rimagenet_half_half": "model", "rimagenet_epochs": 1,
               "rimagenet_pgd_steps": 3, "rimagenet_eval_steps": 5, "rimagenet_n_test": 500,
-              "n_vis": 6, "n_transfer": 64, "vis_steps": 60},
+              "n_vis": 6, "n_transfer": 64, "vis_steps": 60, "eval_version": "fast"},
     "quick": {**_tsipras_toy, **_tsipras_cifar, **_tsipras_rimagenet,
               "toy_d": 400, "toy_n_train": 20_000, "toy_n_test": 100_000,
               "toy_train_sizes": [30, 100, 300, 1000, 3000, 10_000, 20_000], "toy_svm_n": 4000,
@@ -127,13 +134,13 @@ register("tsipras", {
               "mnist_train_sizes": [1000, 10_000, 60_000], "mnist_eps_linf": [0.1, 0.3], "mnist_eps_l2": [1.5, 2.5],
               "mnist_eps_model": [0.3, 1.5], "mnist_eps_large": [0.3, 4.0], "mnist_half_half": "model",
               "mnist_epochs": 4, "mnist_lr": 0.001, "mnist_batch_size": 128, "mnist_pgd_steps": 10,
-              "mnist_eval_steps": 20, "mnist_n_test": 5000,
+              "mnist_eval_steps": 20, "mnist_n_test": 5000, "mnist_eval_n": None,
               "cifar10_train_sizes": [5000, 50_000], "cifar10_eps_linf": [4 / 255], "cifar10_eps_l2": [80 / 255],
               "cifar10_eps_model": [4 / 255, 80 / 255], "cifar10_half_half": "model", "cifar10_epochs": 6,
               "cifar10_pgd_steps": 5, "cifar10_eval_steps": 10, "cifar10_n_test": 2000,
               "rimagenet_train_sizes": [20_000, 100_000], "rimagenet_half_half": "model", "rimagenet_epochs": 4,
               "rimagenet_pgd_steps": 3, "rimagenet_eval_steps": 10, "rimagenet_n_test": 2000,
-              "n_vis": 8, "n_transfer": 256, "vis_steps": 100},
+              "n_vis": 8, "n_transfer": 256, "vis_steps": 100, "eval_version": "standard"},
     "full": {**_tsipras_toy, **_tsipras_cifar, **_tsipras_rimagenet,
              "toy_d": 1000, "toy_n_train": 50_000, "toy_n_test": 200_000,
              "toy_train_sizes": [30, 100, 300, 1000, 3000, 10_000, 50_000], "toy_svm_n": 10_000,
@@ -143,14 +150,104 @@ register("tsipras", {
              "mnist_eps_linf": [0.1, 0.2, 0.3], "mnist_eps_l2": [0.5, 1.5, 2.5],
              "mnist_eps_model": [0.3, 1.5], "mnist_eps_large": [0.3, 4.0], "mnist_half_half": "all",
              "mnist_epochs": 80, "mnist_lr": 0.0001, "mnist_batch_size": 50, "mnist_pgd_steps": 40,
-             "mnist_eval_steps": 100, "mnist_n_test": 10_000,
+             "mnist_eval_steps": 100, "mnist_n_test": 10_000, "mnist_eval_n": None,
              "cifar10_train_sizes": [500, 1000, 2500, 5000, 10_000, 25_000, 50_000],
              "cifar10_eps_linf": [2 / 255, 4 / 255, 8 / 255], "cifar10_eps_l2": [20 / 255, 80 / 255, 320 / 255],
              "cifar10_eps_model": [4 / 255, 80 / 255], "cifar10_half_half": "all", "cifar10_epochs": 200,
              "cifar10_pgd_steps": 7, "cifar10_eval_steps": 20, "cifar10_n_test": 10_000,
              "rimagenet_train_sizes": [10_000, 30_000, 100_000, 300_000], "rimagenet_half_half": "model",
              "rimagenet_epochs": 100, "rimagenet_pgd_steps": 7, "rimagenet_eval_steps": 20, "rimagenet_n_test": 10_000,
-             "n_vis": 10, "n_transfer": 1000, "vis_steps": 200},
+             "n_vis": 10, "n_transfer": 1000, "vis_steps": 200, "eval_version": "standard"},
 }, choices={"linear_data": ["fashion_mnist", "mnist"], "mnist_data": ["fashion_mnist", "mnist"],
             "mnist_model": ["kamath_stdcnn", "mnist_cnn"], "mnist_half_half": ["model", "all"],
-            "cifar10_half_half": ["model", "all"], "rimagenet_half_half": ["model", "all"]})
+            "cifar10_half_half": ["model", "all"], "rimagenet_half_half": ["model", "all"],
+            "eval_version": ["standard", "fast", "pgd"], "launcher": [None, "inprocess", "torchrun"]})
+
+# %% ../nbs/11_profiles.ipynb #b275e84d
+# profile: kamath
+# Kamath et al., "You can't have it all: spatial vs adversarial robustness": theory (Sec. 3: Prop. 1,
+# Thm. 2) and experiments (Sec. 4-5: Aug-R/T/RT StdCNN and GCNN, PGD and TRADES training, invariance and
+# robustness profiles, Fig. 14; beyond the paper: Engstrom et al.'s worst-case spatial attack, the frontier).
+# Slots: "mnist" (Table 1 networks; smoke: Fashion-MNIST) and "cifar10" (VGG-16 / ResNet-18 and p4 ResNet-18).
+# ε values are in pixel units ([0, 1] inputs); the paper's MNIST ε are on normalised inputs (× σ = 0.3081).
+_kamath_theory = {"toy_p": 0.6, "toy_p_grid": [0.5, 0.6, 0.75, 0.9], "toy_md_grid": [0.5, 0.25, 0.125]}
+_kamath_eval = {"eval_version": "fast", "deepfool_steps": 50, "sp_max_deg": 30.0, "sp_max_px": 3,
+                "sp_random_k": 10, "cifar10_std_arch": "vgg16", "cifar10_gcnn_arch": "p4_resnet18",
+                "fig14_eps": 0.3 * 0.3081, "cifar10_fig14_eps": 8 / 255, "trades_beta": 6.0}
+register("kamath", {
+    "smoke": {**_kamath_theory, **_kamath_eval,
+              "toy_d": 64, "toy_mc": 100_000, "toy_n_train": 4000,
+              "slots": ["mnist"], "mnist_data": "fashion_mnist",
+              "n_train": 2000, "cifar10_n_train": 5000, "epochs": 2, "cifar10_epochs": 1, "adv_epochs": 2,
+              "batch_size": 64, "optimizer": "adam", "lr": 0.002, "momentum": 0.9, "gcnn_channels": [5, 10],
+              "aug_r_thetas": [0.0, 90.0, 180.0], "aug_r_gcnn_thetas": [0.0, 180.0], "aug_t_fracs": [0.2], "aug_rt_fracs": [0.2], "aug_tr_archs": ["std"],
+              "adv_eps": [0.1, 0.2], "cifar10_adv_eps": [2 / 255, 8 / 255], "adv_steps": 2, "adv_alpha": None, "cifar10_adv_steps": 3, "cifar10_adv_alpha": None, "trades_eps": [0.1],
+              "cifar10_trades_eps": [8 / 255], "augt_adv_fracs": [],
+              "n_test": 256, "n_attack": 64, "eval_steps": 10, "eval_targets": 1, "eval_checks": False, "deepfool_classes": 4, "inv_thetas": [0.0, 30.0, 90.0, 180.0],
+              "inv_fracs": [0.0, 0.1, 0.2], "rob_eps": [0.0, 0.05, 0.1, 0.2],
+              "cifar10_rob_eps": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255], "rob_steps": 3,
+              "eval_eps": 0.1, "cifar10_eval_eps": 2 / 255, "sp_n_angles": 5, "sp_n_trans": 3},
+    "quick": {**_kamath_theory, **_kamath_eval,
+              "toy_d": 64, "toy_mc": 400_000, "toy_n_train": 10_000,
+              "slots": ["mnist", "cifar10"], "mnist_data": "mnist",
+              "n_train": 20_000, "cifar10_n_train": 20_000, "epochs": 5, "cifar10_epochs": 6, "adv_epochs": 5,
+              "batch_size": 64, "optimizer": "sgd", "lr": 0.01, "momentum": 0.5, "gcnn_channels": [10, 20],
+              "aug_r_thetas": [0.0, 60.0, 120.0, 180.0], "aug_r_gcnn_thetas": [0.0, 60.0, 120.0, 180.0], "aug_t_fracs": [0.1, 0.2], "aug_rt_fracs": [0.1, 0.2],
+              "aug_tr_archs": ["std", "gcnn"],
+              "adv_eps": [0.1, 0.2, 0.3], "cifar10_adv_eps": [2 / 255, 8 / 255], "adv_steps": 10, "adv_alpha": None, "cifar10_adv_steps": 5, "cifar10_adv_alpha": None, "trades_eps": [0.1, 0.3],
+              "cifar10_trades_eps": [8 / 255], "augt_adv_fracs": [0.1, 0.2],
+              "n_test": 2000, "n_attack": 500, "eval_steps": None, "eval_targets": None, "eval_checks": True, "deepfool_classes": None, "inv_thetas": [0.0, 30.0, 60.0, 90.0, 120.0, 150.0, 180.0],
+              "inv_fracs": [0.0, 0.05, 0.1, 0.15, 0.2, 0.3], "rob_eps": [0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5],
+              "cifar10_rob_eps": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255], "rob_steps": 20,
+              "eval_eps": 0.1, "cifar10_eval_eps": 2 / 255, "sp_n_angles": 31, "sp_n_trans": 5},
+    "full": {**_kamath_theory, **_kamath_eval,
+             "toy_d": 256, "toy_mc": 2_000_000, "toy_n_train": 50_000,
+             "slots": ["mnist", "cifar10"], "mnist_data": "mnist",
+             "n_train": 60_000, "cifar10_n_train": 50_000, "epochs": 10, "cifar10_epochs": 30, "adv_epochs": 10,
+             "batch_size": 64, "optimizer": "sgd", "lr": 0.01, "momentum": 0.5, "gcnn_channels": [10, 20],
+             "aug_r_thetas": [0.0, 30.0, 60.0, 90.0, 120.0, 150.0, 180.0],
+             "aug_r_gcnn_thetas": [0.0, 30.0, 60.0, 90.0, 120.0, 150.0, 180.0], "aug_t_fracs": [0.1, 0.2, 0.3],
+             "aug_rt_fracs": [0.1, 0.2, 0.3], "aug_tr_archs": ["std", "gcnn"],
+             "adv_eps": [0.1, 0.2, 0.3], "cifar10_adv_eps": [2 / 255, 4 / 255, 8 / 255], "adv_steps": 40, "adv_alpha": 0.01, "cifar10_adv_steps": 10, "cifar10_adv_alpha": 2 / 255,
+             "trades_eps": [0.1, 0.2, 0.3], "cifar10_trades_eps": [2 / 255, 8 / 255], "augt_adv_fracs": [0.1, 0.2, 0.3],
+             "n_test": 10_000, "n_attack": 1000, "eval_steps": None, "eval_targets": None, "eval_checks": True, "deepfool_classes": None, "inv_thetas": [0.0, 30.0, 60.0, 90.0, 120.0, 150.0, 180.0],
+             "inv_fracs": [0.0, 0.05, 0.1, 0.15, 0.2, 0.3], "rob_eps": [0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0],
+             "cifar10_rob_eps": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255], "rob_steps": 40,
+             "eval_eps": 0.1, "cifar10_eval_eps": 2 / 255, "sp_n_angles": 31, "sp_n_trans": 5},
+}, choices={"mnist_data": ["fashion_mnist", "mnist"], "optimizer": ["sgd", "adam"], "eval_version": ["fast", "standard"],
+            "cifar10_std_arch": ["vgg16", "resnet18"], "cifar10_gcnn_arch": ["p4_resnet18", "none"]})
+
+# %% ../nbs/11_profiles.ipynb #6993d69e
+# profile: ilyas
+# Ilyas et al. (2019), "Adversarial examples are not bugs, they are features": Gaussian theory (Sec. 4,
+# App. E), robust / non-robust datasets (Sec. 3.1, Tables 7-8), D_rand / D_det (Sec. 3.2, Tables 1, 9, 10),
+# transfer (Fig. 3), controls from the Distill discussion, released data and robustness checkpoints.
+# All l2 budgets and step sizes (eps_*, det_step_size, inv_step_size) are at CIFAR-10 scale (3072 pixel
+# values); the chapter multiplies them by sqrt(C*H*W / 3072) for other image sizes.
+_ilyas_common = {
+    "fig4_kappas": [4.0, 25.0, 100.0], "fig4_eps": [0.0, 0.1, 0.2, 0.5, 1.0, 3.0],
+    "eps_train": 0.5, "eps_eval": [0.25, 0.5], "eps_pgd": 0.5, "det_step_size": 0.1,
+    "released_dir": None, "checkpoint": None, "checkpoint_arch": "resnet50",
+}
+register("ilyas", {
+    "smoke": {**_ilyas_common, "mc_samples": 5000, "at_samples": 5000,
+              "dataset": "fashion_mnist", "n_train": 2000, "n_test": 1000, "n_robust": 100, "eval_version": "fast",
+              "source_model": "kamath_stdcnn", "model": "kamath_stdcnn",
+              "transfer_models": ["linear", "kamath_stdcnn", "kamath_gcnn", "mnist_cnn"],
+              "epochs": 6, "adv_epochs": 6, "batch_size": 64, "lr": 0.002, "pgd_steps": 5,
+              "det_steps": 20, "n_inv": 1000, "inv_steps": 50, "inv_noise_steps": 100, "inv_step_size": 0.5,
+              "n_inv_noise": 300},
+    "quick": {**_ilyas_common, "mc_samples": 20_000, "at_samples": 20_000,
+              "dataset": "cifar10", "n_train": 20_000, "n_test": 5000, "n_robust": 1000, "eval_version": "standard",
+              "source_model": "resnet18", "model": "resnet18",
+              "transfer_models": ["linear", "vgg16", "resnet18", "preact_resnet18"],
+              "epochs": 15, "adv_epochs": 15, "batch_size": 128, "lr": 0.1, "pgd_steps": 7,
+              "det_steps": 50, "n_inv": 20_000, "inv_steps": 200, "inv_noise_steps": 1000, "inv_step_size": 0.1, "n_inv_noise": 5000},
+    "full": {**_ilyas_common, "mc_samples": 100_000, "at_samples": 100_000,
+             "dataset": "cifar10", "n_train": 50_000, "n_test": 10_000, "n_robust": 10_000, "eval_version": "standard",
+             "source_model": "resnet50", "model": "resnet50",
+             "transfer_models": ["linear", "vgg16", "resnet18", "preact_resnet18", "resnet50", "wrn34_10"],
+             "epochs": 150, "adv_epochs": 150, "batch_size": 128, "lr": 0.1, "pgd_steps": 7,
+             "det_steps": 100, "n_inv": 50_000, "inv_steps": 1000, "inv_noise_steps": 10_000, "inv_step_size": 0.1, "n_inv_noise": 50_000},
+}, choices={"dataset": ["fashion_mnist", "mnist", "cifar10"], "eval_version": ["fast", "standard"],
+            "checkpoint_arch": ["resnet18", "resnet50"]})

@@ -33,17 +33,21 @@ class Claim:
         return "partly" if self.partly else "not reproduced"
 
 
-def _fmt(v) -> str:
+def _fmt(v, top: bool = True) -> str:
+    "A value for a table cell: 3 significant digits, short lists and dicts (long ones summarised)."
     if v is None:
         return "—"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:.3g}"
     if isinstance(v, (list, tuple)):
-        return ", ".join(_fmt(x) for x in v)
+        head = ", ".join(_fmt(x, False) for x in v[:4])
+        return head + (f", … ({len(v)} values)" if len(v) > 4 else "")
     if isinstance(v, dict):
-        return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
+        items = list(v.items())
+        head = ", ".join(f"{k}: {_fmt(x, False)}" for k, x in items[:4])
+        return head + (f", … ({len(items)} entries)" if len(items) > 4 else "")
     return str(v)
 
 
@@ -63,18 +67,178 @@ def claims_frame(claims: Sequence[Claim], profile: str):
 _COLOURS = {"reproduced": "#d8f0d8", "partly": "#fff3c4", "not reproduced": "#f7d4d4", "not run here": "#e8e8e8"}
 
 
+def claim_anchor(i: int) -> str:
+    "The HTML id of row `i` (from 1) of a chapter's claims table: the scoreboard links to it."
+    return f"claim-{i}"
+
+
 def claims_table(claims: Sequence[Claim], profile: str):
-    "A styled table of the claims (verdict cells coloured), plus a one-line tally."
+    """A styled table of the claims (verdict cells coloured, each row an anchor `#claim-<n>`), plus a
+    one-line tally. Fits the text column: the tolerance and the note share a column."""
+    import html
+    import pandas as pd
     from IPython.display import Markdown, display
     df = claims_frame(claims, profile)
     counts = df["verdict"].value_counts()
-    display(Markdown("**Verdicts:** " + ", ".join(f"{v}: {counts.get(v, 0)}" for v in VERDICTS)))
-    return (df.style.hide(axis="index")
+    display(Markdown(f"**Verdicts** (profile `{profile}`): " + ", ".join(f"{v}: {counts.get(v, 0)}" for v in VERDICTS)))
+    esc = lambda s: html.escape(str(s))
+    show = pd.DataFrame({
+        "#": [f'<a id="{claim_anchor(i)}" href="#{claim_anchor(i)}">{i}</a>' for i in range(1, len(df) + 1)],
+        "claim": [esc(c) for c in df["claim"]], "paper": [esc(c) for c in df["paper"]],
+        "ours": [esc(c) for c in df["ours"]], "verdict": list(df["verdict"]),
+        "tolerance; note": [esc(t) + (f"<br><em>{esc(n)}</em>" if n else "") for t, n in zip(df["tolerance"], df["note"])]})
+    return (show.style.hide(axis="index")
             .map(lambda v: f"background-color: {_COLOURS.get(v, 'white')}", subset=["verdict"])
             .set_properties(**{"text-align": "left", "vertical-align": "top"})
-            .set_table_styles([{"selector": "", "props": "font-size: 0.8em; border-collapse: collapse;"},
-                               {"selector": "td, th", "props": "padding: 0.25em 0.5em; border-bottom: 1px solid #ddd;"},
-                               {"selector": "td:nth-child(1)", "props": "min-width: 14em;"}]))
+            .set_table_attributes('class="robbook-claims"')
+            .set_table_styles([{"selector": "", "props": "font-size: 0.8em; border-collapse: collapse; width: 100%;"},
+                               {"selector": "td, th", "props": "padding: 0.25em 0.4em; border-bottom: 1px solid #ddd; "
+                                                              "overflow-wrap: anywhere;"},
+                               {"selector": "td:nth-child(2)", "props": "min-width: 10em;"}]))
 
 # %% auto #0
-__all__ = ['VERDICTS', 'Claim', 'claims_records', 'claims_frame', 'claims_table']
+__all__ = ['VERDICTS', 'Claim', 'claims_records', 'claims_frame', 'claim_anchor', 'claims_table', 'chapter_pages',
+           'collect_results', 'scoreboard_frame', 'scoreboard_html', 'scoreboard_text']
+
+# %% ../nbs/18_report.ipynb #ee2670f4
+def chapter_pages(root) -> dict[str, str]:
+    "Chapter name → page name for every chapter with profiles (`01_tsipras` → `tsipras`), from `nbs/`."
+    import re
+    from pathlib import Path
+    from robbook.profiles import PROFILES
+    out = {}
+    for f in sorted((Path(root) / "nbs").glob("*.ipynb")):
+        chap = re.sub(r"^\d+[a-z]?_", "", f.stem)
+        if chap in PROFILES and chap != "demo":
+            out[chap] = f.stem
+    return out
+
+
+def collect_results(root) -> list[dict]:
+    """One record per (chapter, profile) run found under `root/executed`: its claims, commit, finish
+    time, and whether it is the run the book shows; chapters that never ran get a record without claims."""
+    import json
+    from pathlib import Path
+    ex = Path(root) / "executed"
+    pages = chapter_pages(root)
+    recs: dict[tuple, dict] = {}
+
+    def read(f: Path, shown: bool):
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, ValueError):
+            return
+        prov = d.get("provenance", {})
+        chap, prof = prov.get("chapter") or f.stem, prov.get("profile") or f.parent.name
+        if chap not in pages:
+            return
+        key = (chap, prof)
+        if key in recs:
+            if shown and recs[key]["started"] == prov.get("started"):
+                recs[key]["shown"] = True
+            return
+        recs[key] = {"chapter": chap, "page": pages[chap], "profile": prof, "shown": shown,
+                     "claims": list(d.get("results", {}).get("claims") or []),
+                     "commit": prov.get("git_commit", "?"), "started": prov.get("started"),
+                     "wall_time_s": prov.get("wall_time_s")}
+
+    for f in sorted(ex.glob("runs/*/*.json")):
+        read(f, False)
+    for f in sorted(ex.glob("*.json")):
+        read(f, True)
+    for chap, page in pages.items():
+        if not any(k[0] == chap for k in recs):
+            recs[(chap, None)] = {"chapter": chap, "page": page, "profile": None, "shown": False, "claims": [],
+                                  "commit": None, "started": None, "wall_time_s": None}
+    order = list(pages)
+    return sorted(recs.values(), key=lambda r: (order.index(r["chapter"]), not r["shown"], str(r["profile"])))
+
+
+def scoreboard_frame(root):
+    "Per chapter and profile: how many claims were reproduced, partly, not reproduced, not run here."
+    import pandas as pd
+    rows = []
+    for r in collect_results(root):
+        n = {v: sum(c.get("verdict") == v for c in r["claims"]) for v in VERDICTS}
+        rows.append({"chapter": r["chapter"], "profile": r["profile"] or "not run yet", **n,
+                     "claims": len(r["claims"]), "commit": r["commit"] or "—",
+                     "finished": (r["started"] or "—")[:16].replace("T", " "), "shown in the book": r["shown"]})
+    return pd.DataFrame(rows)
+
+# %% ../nbs/18_report.ipynb #e2cdd55c
+def _title(root, page: str) -> str:
+    "A chapter's title: the first `# ` heading of its notebook."
+    import json
+    from pathlib import Path
+    try:
+        for c in json.loads((Path(root) / "nbs" / f"{page}.ipynb").read_text())["cells"]:
+            for line in "".join(c["source"]).splitlines():
+                if c["cell_type"] == "markdown" and line.startswith("# "):
+                    return line[2:].strip()
+    except (OSError, ValueError, KeyError):
+        pass
+    return page
+
+
+def scoreboard_html(root, link_prefix: str = "") -> str:
+    """The scoreboard as HTML: a summary table (chapter × profile), then each chapter's claims with
+    the verdict of every profile, each claim linking to its row (`<page>.html#claim-<n>`)."""
+    import html
+    esc = html.escape
+    recs = collect_results(root)
+    badge = lambda v: (f"<span style='background:{_COLOURS.get(v, '#fff')};padding:0 0.3em;border-radius:3px;"
+                       f"white-space:nowrap'>{esc(v)}</span>")
+    td = "style='padding:0.2em 0.5em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top'"
+    head = "".join(f"<th {td}>{h}</th>" for h in ["chapter", "profile", *VERDICTS, "commit", "finished"])
+    rows = []
+    for r in recs:
+        link = f"<a href='{link_prefix}{r['page']}.html'>{esc(_title(root, r['page']))}</a>"
+        if r["profile"] is None:
+            rows.append(f"<tr><td {td}>{link}</td><td {td} colspan='{len(VERDICTS) + 3}'><em>not run yet: "
+                        f"<code>python -m robbook run {esc(r['chapter'])}</code></em></td></tr>")
+            continue
+        n = {v: sum(c.get("verdict") == v for c in r["claims"]) for v in VERDICTS}
+        prof = f"<code>{esc(r['profile'])}</code>" + (" (shown)" if r["shown"] else "")
+        cells = "".join(f"<td {td}>{badge(str(n[v])) if n[v] else '0'}</td>" for v in VERDICTS)
+        rows.append(f"<tr><td {td}>{link}</td><td {td}>{prof}</td>{cells}<td {td}><code>{esc(str(r['commit']))}</code>"
+                    f"</td><td {td}>{esc((r['started'] or '—')[:16].replace('T', ' '))}</td></tr>")
+    out = [f"<table class='robbook-scoreboard' style='font-size:0.85em;border-collapse:collapse;width:100%'>"
+           f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"]
+    by_chap: dict[str, list] = {}
+    for r in recs:
+        if r["profile"] is not None:
+            by_chap.setdefault(r["chapter"], []).append(r)
+    for chap, runs in by_chap.items():
+        page = runs[0]["page"]
+        shown = next((r for r in runs if r["shown"]), runs[0])
+        index = {c["claim"]: i for i, c in enumerate(shown["claims"], 1)}
+        claims = list(dict.fromkeys(c["claim"] for r in runs for c in r["claims"]))
+        profs = [r["profile"] for r in runs]
+        th = "".join(f"<th {td}>{esc(p)}</th>" for p in profs)
+        body = []
+        for claim in claims:
+            a = (f"<a href='{link_prefix}{page}.html#{claim_anchor(index[claim])}'>{index[claim]}.</a> "
+                 if claim in index else "")
+            verdicts = []
+            for r in runs:
+                v = next((c.get("verdict") for c in r["claims"] if c["claim"] == claim), None)
+                verdicts.append(f"<td {td}>{badge(v) if v else '—'}</td>")
+            body.append(f"<tr><td {td}>{a}{esc(claim)}</td>{''.join(verdicts)}</tr>")
+        out.append(f"<h3>{esc(_title(root, page))}</h3>"
+                   f"<table style='font-size:0.85em;border-collapse:collapse;width:100%'><thead><tr>"
+                   f"<th {td}>claim (links to its row in the chapter)</th>{th}</tr></thead>"
+                   f"<tbody>{''.join(body)}</tbody></table>")
+    return "\n".join(out)
+
+
+def scoreboard_text(root, claims: bool = False) -> str:
+    "The scoreboard for a terminal (`python -m robbook scoreboard`); `claims=True` lists every claim."
+    df = scoreboard_frame(root)
+    if df.empty:
+        return "no chapters found"
+    lines = [df.drop(columns=["claims"]).to_string(index=False)]
+    if claims:
+        for r in collect_results(root):
+            for i, c in enumerate(r["claims"], 1):
+                lines.append(f"{r['chapter']:>10} {r['profile']:>6} #{i:<3} {c.get('verdict', '?'):<15} {c['claim']}")
+    return "\n".join(lines)

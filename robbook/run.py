@@ -21,8 +21,9 @@ import nbformat
 from .config import ParameterError, repo_root, resolve
 
 # %% auto #0
-__all__ = ['MATHJAX2_SHIM', 'split_directives', 'preprocess', 'book_pages', 'chapter_name', 'page_for', 'source_of',
-           'parse_value', 'check_params', 'execute_page', 'prepare_assets', 'build_book', 'main']
+__all__ = ['LATE_PAGES', 'MATHJAX2_SHIM', 'split_directives', 'preprocess', 'book_pages', 'chapter_name', 'page_for', 'source_of',
+           'parse_value', 'check_params', 'run_paths', 'notebook_errors', 'install_copy', 'set_alt_text',
+           'execute_page', 'prepare_assets', 'select_copies', 'build_book', 'setup', 'main']
 
 # %% ../nbs/19_run.ipynb #42620085
 _DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
@@ -50,7 +51,8 @@ def _falsy(v: str) -> bool:
 def preprocess(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """A copy of `nb` for the book: directive lines stripped, mapped to myst-nb tags.
 
-    `default_exp`-only cells and `#| hide` cells → `remove-cell`; `#| hide_input`/`echo: false`
+    `default_exp`-only cells and `#| hide` cells → `remove-cell`; `#| fold` → `hide-input` (code folded,
+    for plot-only cells); `#| hide_input`/`echo: false`
     → `remove-input`; `#| hide_output`/`output: false` → `remove-output`; `#| eval: false` → a
     markdown code block (shown, never run); `#| export` and friends are just stripped."""
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))
@@ -64,10 +66,14 @@ def preprocess(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if not code.strip() and (d or not cell.source.strip()):
             continue  # a cell holding nothing but directives (e.g. default_exp)
         if "eval" in d and _falsy(d["eval"]):
-            cells.append(nbformat.v4.new_markdown_cell(f"```python\n{code}\n```"))
+            md = nbformat.v4.new_markdown_cell(f"```python\n{code}\n```")
+            md.id = cell.get("id", md.id)  # stable ids: the page's key must not change between runs
+            cells.append(md)
             continue
         if "hide" in d:
             tags.append("remove-cell")
+        if "fold" in d:  # code folded under a "show code" button (plot-only cells)
+            tags.append("hide-input")
         if "hide_input" in d or ("echo" in d and _falsy(d["echo"])):
             tags.append("remove-input")
         if "hide_output" in d or ("output" in d and _falsy(d["output"])):
@@ -76,7 +82,10 @@ def preprocess(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if tags:
             cell.metadata["tags"] = sorted(set(tags), key=tags.index)
         cells.append(cell)
-    nb.cells = cells
+    style = nbformat.v4.new_code_cell("from robbook.plots import book_style\nbook_style();")
+    style.id = "robbook-style"
+    style.metadata["tags"] = ["remove-cell"]  # figures sized for the text column (robbook.plots)
+    nb.cells = [style, *cells] if any(c.cell_type == "code" for c in cells) else cells
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nb
 
@@ -163,15 +172,149 @@ def _package_hash() -> str:
     return h.hexdigest()[:16]
 
 
+LATE_PAGES = ("scoreboard",)  # pages made from the chapters' results: executed last, again when a result changes
+
+
+def _results_hash(r: Path) -> str:
+    "Hash of every chapter's results JSON (the input of the `LATE_PAGES`)."
+    h = hashlib.sha256()
+    for f in sorted((r / "executed").rglob("*.json")):
+        if not {".tmp", "failed"} & set(f.relative_to(r / "executed").parts):
+            h.update(str(f.relative_to(r)).encode()); h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _is_chapter(page: str) -> bool:
+    from robbook.profiles import PROFILES
+    return chapter_name(page) in PROFILES
+
+
+def run_paths(page: str, profile: str, root=None) -> dict[str, Path]:
+    """Where one page's copies live: `shown` (what the book renders) with `shown_json`, `good`
+    (the last successful run of `profile`; a library page's good copy is the shown one) with
+    `good_json`, `failed` (the last failed run, kept for inspection) and `tmp` (a run in progress)."""
+    ex = _root(root) / "executed"
+    chap = chapter_name(page)
+    runs = ex / "runs" / profile
+    chapter = _is_chapter(page)
+    return {"shown": ex / f"{page}.ipynb", "shown_json": ex / f"{chap}.json",
+            "good": runs / f"{page}.ipynb" if chapter else ex / f"{page}.ipynb",
+            "good_json": runs / f"{chap}.json" if chapter else None,
+            "failed": ex / "failed" / f"{page}.{profile}.ipynb", "tmp": ex / ".tmp" / f"{page}.{profile}"}
+
+
+def notebook_errors(nb) -> list[str]:
+    "The error outputs of an executed notebook, as 'cell N: Name: value' lines (empty: none)."
+    out = []
+    for i, c in enumerate(nb.cells):
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            if o.get("output_type") == "error":
+                out.append(f"cell {c.get('execution_count') or i}: {o.get('ename')}: {str(o.get('evalue'))[:300]}")
+    return out
+
+
+def _meta(path: Path) -> dict:
+    "The `robbook` metadata of an executed copy ({} if absent or unreadable), with its error outputs."
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:
+        return {}
+    return {**nb.metadata.get("robbook", {}), "errors": notebook_errors(nb)}
+
+
+def _good(path: Path) -> bool:
+    m = _meta(path) if path.exists() else {}
+    return m.get("status") == "ok" and not m.get("errors")
+
+
+def _atomic_copy(src: Path, dst: Path):
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".part")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def install_copy(page: str, profile: str, root=None, *, note: str = "", log=print) -> Path:
+    """Make the good `profile` run of a chapter the copy the book shows: its notebook and its results
+    JSON replace `executed/<page>.ipynb` and `executed/<chapter>.json` together; `note` (if any) is
+    shown at the top of the page."""
+    P = run_paths(page, profile, root)
+    nb = nbformat.read(P["good"], as_version=4)
+    meta = dict(nb.metadata.get("robbook", {}))
+    cur = _meta(P["shown"]) if P["shown"].exists() else {}
+    if cur.get("key") == meta.get("key") and cur.get("profile") == meta.get("profile") \
+            and cur.get("note", "") == note and not cur.get("errors") and cur.get("status") == "ok":
+        return P["shown"]
+    if note:
+        cell = nbformat.v4.new_markdown_cell(f":::{{note}}\n{note}\n:::")
+        cell.metadata["tags"] = ["robbook-note"]
+        nb.cells.insert(1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0, cell)
+    nb.metadata["robbook"] = {**meta, "note": note}
+    tmp = P["shown"].with_name(P["shown"].name + ".part")
+    nbformat.write(nb, tmp)
+    if P["good_json"] is not None and P["good_json"].exists():
+        _atomic_copy(P["good_json"], P["shown_json"])
+    os.replace(tmp, P["shown"])
+    log(f"  {page}: the book shows its {profile!r} run" + (f" ({note})" if note else ""))
+    return P["shown"]
+
+
+def _plain(md: str) -> str:
+    "The first sentence of a markdown cell as plain text (math, links, emphasis, directives stripped)."
+    heads = re.findall(r"^#+\s+(.*)$", md, flags=re.M)
+    t = re.sub(r"^\s*(:::.*|#+\s.*)$", "", md, flags=re.M)
+    t = t if t.strip() else " ".join(heads)
+    t = re.sub(r"\$\$.*?\$\$", "", t, flags=re.S)
+    t = re.sub(r"\$([^$]*)\$", r"\1", t)
+    t = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", t)
+    t = re.sub(r"\{[\w-]+\}`([^`]*)`", r"\1", t)
+    t = " ".join(re.sub(r"[*_`#]", "", t).split())
+    m = re.match(r"(.{20,}?[.:])(\s|$)", t)
+    return (m.group(1) if m else t)[:250]
+
+
+def set_alt_text(nb) -> int:
+    """Give each image output an alt text, the first sentence of the markdown cell before it (its
+    caption), via myst-nb's cell metadata `mystnb.image.alt` (kept if already set). Returns how many."""
+    caption, n = "", 0
+    for c in nb.cells:
+        if c.cell_type == "markdown":
+            caption = _plain(c.source) or caption
+            continue
+        has_img = any(k.startswith("image/") for o in c.get("outputs", []) for k in o.get("data", {}))
+        opts = c.metadata.get("mystnb", {}).get("image", {})
+        if c.cell_type == "code" and has_img and caption and "alt" not in opts:
+            c.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = caption
+            n += 1
+    return n
+
+
+def _finalize(nb, meta: dict):
+    "Tags for the book (papermill's injected cell removed, the parameters cell folded) and metadata."
+    for c in nb.cells:
+        tags = c.metadata.get("tags", [])
+        if "injected-parameters" in tags:
+            c.metadata["tags"] = [*tags, "remove-cell"]
+        elif "parameters" in tags:
+            c.metadata["tags"] = [*tags, "hide-input"]
+    set_alt_text(nb)
+    nb.metadata["robbook"] = meta
+    return nb
+
+
 def execute_page(page: str, *, profile: str = "smoke", params: dict | None = None, root=None,
                  force: bool = False, log=print) -> Path:
-    """Preprocess, validate and execute one page into `executed/`; reuse an up-to-date copy.
+    """Preprocess, validate and execute one page; only a successful run replaces its copies.
 
-    Returns the executed copy's path. Markdown pages are copied as they are."""
+    The page executes into `executed/.tmp/`. On success its notebook and results JSON become the
+    profile's good copy (`executed/runs/<profile>/`) and the copy the book shows (`executed/<page>.ipynb`,
+    `executed/<chapter>.json`), together. A failed run (an exception, or any error output) is moved to
+    `executed/failed/` and raises RuntimeError saying where; the previous good copies stay as they were.
+    An up-to-date good copy is reused. Returns the shown copy's path; markdown pages are copied."""
     r = _root(root)
     src = source_of(page, r)
     out_dir = r / "executed"
-    (out_dir / ".src").mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if src.suffix == ".md":
         dst = out_dir / src.name
         shutil.copyfile(src, dst)
@@ -179,53 +322,93 @@ def execute_page(page: str, *, profile: str = "smoke", params: dict | None = Non
     params = dict(params or {})
     nb = preprocess(nbformat.read(src, as_version=4))
     inject = check_params(page, profile, params)  # {} for library pages
-    if inject:
-        inject.setdefault("results_dir", str(out_dir))  # results JSON next to the executed copy
-    key = hashlib.sha256(json.dumps([nbformat.writes(nb), inject, _package_hash()], sort_keys=True,
+    chapter = bool(inject)
+    P = run_paths(page, profile, r)
+    extra = [_results_hash(r)] if chapter_name(page) in LATE_PAGES else []
+    key = hashlib.sha256(json.dumps([nbformat.writes(nb), inject, _package_hash(), *extra], sort_keys=True,
                                     default=str).encode()).hexdigest()[:20]
-    dst = out_dir / f"{page}.ipynb"
-    if dst.exists() and not force:
-        try:
-            old = nbformat.read(dst, as_version=4).metadata.get("robbook", {})
-        except Exception:
-            old = {}
-        if old.get("key") == key and old.get("status") == "ok":
-            log(f"  {page}: up to date (executed {old.get('executed')}), reused")
-            return dst
-    pre = out_dir / ".src" / f"{page}.ipynb"
+    if not force:
+        for cand in (P["good"], P["shown"]):
+            m = _meta(cand) if cand.exists() else {}
+            if m.get("key") == key and m.get("status") == "ok" and not m.get("errors"):
+                log(f"  {page}: up to date (executed {m.get('executed')}), reused")
+                if chapter:
+                    if cand == P["shown"] and not P["good"].exists():  # an executed copy from before runs/
+                        _atomic_copy(P["shown"], P["good"])
+                        if P["shown_json"].exists():
+                            _atomic_copy(P["shown_json"], P["good_json"])
+                    install_copy(page, profile, r, log=log)
+                return P["shown"]
+    tmp = P["tmp"]
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    pre, out = tmp / "source.ipynb", tmp / f"{page}.ipynb"
     nbformat.write(nb, pre)
     import papermill as pm
-    env_before = os.environ.get("ROBBOOK_STATIC")
-    os.environ["ROBBOOK_STATIC"] = "1"
+    # figures as inline PNGs even when the caller chose a non-interactive backend (pytest sets Agg)
+    env = {"ROBBOOK_STATIC": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    if "results_dir" not in params:
+        env["ROBBOOK_RESULTS"] = str(tmp)  # the results JSON lands beside the notebook, moved with it
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     log(f"  {page}: executing with {inject or 'no parameters'}")
     t0 = time.time()
-    status = "ok"
+    err, interrupted = None, False
     try:
-        pm.execute_notebook(str(pre), str(dst), parameters=inject, kernel_name="python3", cwd=str(r),
+        pm.execute_notebook(str(pre), str(out), parameters=inject, kernel_name="python3", cwd=str(r),
                             progress_bar=sys.stderr.isatty(), log_output=False, report_mode=False)
     except pm.PapermillExecutionError as e:
-        status = "failed"
-        raise RuntimeError(f"{page} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
-                           f"the partly executed notebook is {dst}") from None
+        err = f"failed in cell {e.exec_count}: {e.ename}: {e.evalue}"
+    except KeyboardInterrupt:
+        err, interrupted = "interrupted", True
+    except Exception as e:  # the kernel died, a timeout, ...
+        err = f"failed: {type(e).__name__}: {e}"
     finally:
-        if env_before is None:
-            os.environ.pop("ROBBOOK_STATIC", None)
-        else:
-            os.environ["ROBBOOK_STATIC"] = env_before
-        if dst.exists():
-            done = nbformat.read(dst, as_version=4)
-            for c in done.cells:
-                tags = c.metadata.get("tags", [])
-                if "injected-parameters" in tags:
-                    c.metadata["tags"] = [*tags, "remove-cell"]
-                elif "parameters" in tags:
-                    c.metadata["tags"] = [*tags, "hide-input"]
-            done.metadata["robbook"] = {"key": key, "status": status, "profile": inject.get("profile"),
-                                        "parameters": inject, "wall_time_s": round(time.time() - t0, 1),
-                                        "executed": time.strftime("%Y-%m-%d %H:%M:%S")}
-            nbformat.write(done, dst)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    meta = {"key": key, "status": "failed" if err else "ok", "profile": inject.get("profile"),
+            "parameters": inject, "wall_time_s": round(time.time() - t0, 1),
+            "executed": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if out.exists():
+        done = nbformat.read(out, as_version=4)
+        errors = notebook_errors(done)
+        if errors and not err:
+            err = f"left an error output in {errors[0]}"
+        meta["status"] = "failed" if err else "ok"
+        nbformat.write(_finalize(done, meta), out)
+    elif not err:
+        err = "wrote no notebook"
+    if err:
+        P["failed"].parent.mkdir(parents=True, exist_ok=True)
+        if out.exists():
+            os.replace(out, P["failed"])
+        for j in tmp.glob("*.json"):
+            os.replace(j, P["failed"].with_name(f"{j.stem}.{profile}.json"))
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = (f"the previous good copy {P['shown'].relative_to(r)} is unchanged" if _good(P["shown"])
+                else "there is no good copy of this page")
+        msg = (f"{page} ({profile}) {err}\nthe failed run is kept at {P['failed'].relative_to(r)}; {kept}")
+        if interrupted:
+            log("robbook: " + msg)
+            raise KeyboardInterrupt
+        raise RuntimeError(msg)
+    if chapter:
+        P["good"].parent.mkdir(parents=True, exist_ok=True)
+        for f in tmp.iterdir():  # the notebook, its results JSON and any artefacts, as one set
+            if f != pre:
+                if f.is_dir() and (P["good"].parent / f.name).exists():
+                    shutil.rmtree(P["good"].parent / f.name)
+                os.replace(f, P["good"].parent / f.name)
+        install_copy(page, profile, r, log=log)
+    else:
+        os.replace(out, P["shown"])
+    shutil.rmtree(tmp, ignore_errors=True)
     log(f"  {page}: done in {time.time() - t0:.0f} s")
-    return dst
+    return P["shown"]
+
 
 # %% ../nbs/19_run.ipynb #f39b9733
 MATHJAX2_SHIM = """// robbook: the ipywidgets HTML manager typesets labels with MathJax 2's MathJax.Hub.Queue;
@@ -294,22 +477,82 @@ def prepare_assets(root=None) -> Path:
     return vendor
 
 
+def _placeholder(page: str, reason: str, root: Path) -> Path:
+    "Write a page that says plainly that this chapter failed to execute (the book shows it instead)."
+    src = source_of(page, root)
+    title = next((l.lstrip("# ").strip() for l in nbformat.read(src, as_version=4).cells[0].source.splitlines()
+                  if l.startswith("# ")), page) if src.suffix == ".ipynb" else page
+    body = "\n".join(f"    {l}" for l in reason.splitlines())
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        f"# {title}\n\n:::{{error}}\nThis chapter failed to execute, and no earlier run of it succeeded, so there "
+        f"is nothing to show. Re-run it with `python -m robbook run {chapter_name(page)}` once the cause "
+        f"below is fixed.\n:::\n\n```text\n{reason}\n```\n")])
+    nb.metadata["robbook"] = {"status": "placeholder", "reason": reason}
+    dst = root / "executed" / f"{page}.ipynb"
+    bad = _meta(dst) if dst.exists() else {}
+    if bad.get("status") not in (None, "placeholder"):  # keep a failed copy for inspection
+        (root / "executed" / "failed").mkdir(parents=True, exist_ok=True)
+        os.replace(dst, root / "executed" / "failed" / dst.name)
+    nbformat.write(nb, dst)
+    return dst
+
+
+def select_copies(pages, profile: str, root=None, log=print) -> list[str]:
+    """Choose the executed copy the book shows for each page, never one holding an error.
+
+    A chapter shows its good `profile` run, else the copy already shown if it is good, else its good
+    run of another profile (with a note saying which). A page with no good copy at all gets a page
+    saying it failed to execute. Returns the problems (empty: every page has a good copy)."""
+    r = _root(root)
+    problems = []
+    for page in pages:
+        if source_of(page, r).suffix == ".md":
+            continue
+        P = run_paths(page, profile, r)
+        if _is_chapter(page) and _good(P["good"]):
+            install_copy(page, profile, r, log=log)
+            continue
+        shown = _meta(P["shown"]) if P["shown"].exists() else {}
+        if _good(P["shown"]):
+            if _is_chapter(page) and shown.get("profile") != profile:
+                log(f"  {page}: no {profile!r} run here; the book shows its {shown.get('profile')!r} run")
+            continue
+        others = sorted((r / "executed" / "runs").glob(f"*/{page}.ipynb")) if _is_chapter(page) else []
+        good = [p for p in others if _good(p)]
+        if good:
+            other = good[0].parent.name
+            install_copy(page, other, r, log=log,
+                         note=f"This page shows the chapter's `{other}` run: its `{profile}` run is "
+                              f"{'failed' if P['failed'].exists() else 'not available'} here.")
+            continue
+        failed = P["failed"] if P["failed"].exists() else None
+        last = (_meta(failed).get("errors") or [""])[0] if failed else ""
+        why = "; ".join(shown.get("errors", [])[:1]) or last or ("its last run failed" if shown else "it was never executed")
+        reason = (f"{page}: no good executed copy ({why})" +
+                  (f"; the failed run is kept at {failed.relative_to(r)}" if failed else "") +
+                  f"; run `python -m robbook run {chapter_name(page)}`")
+        _placeholder(page, reason, r)
+        log(f"  {page}: FAILED, the book shows a 'failed to execute' page: {reason}")
+        problems.append(reason)
+    return problems
+
+
 def build_book(*, profile: str = "smoke", device: str = "cpu", execute: str = "auto", only=None,
-               params: dict | None = None, root=None, log=print) -> Path:
+               params: dict | None = None, root=None, render: bool = True, log=print) -> Path:
     """Execute the book's pages (`execute`: auto = what changed, all, none) and render the HTML.
 
+    Each chapter shows its `profile` run where one succeeded (`select_copies`); a page holding an
+    error is never rendered. Raises SystemExit naming every page that failed, after rendering.
     Returns `_build/html/index.html`."""
     r = _root(root)
     pages = book_pages(r)
-    if only:
-        pages_to_run = [page_for(n, r) for n in only]
-    else:
-        pages_to_run = pages
+    pages_to_run = [page_for(n, r) for n in only] if only else pages
+    late = [p for p in pages_to_run if chapter_name(p) in LATE_PAGES]  # made from the results: run last
     t0 = time.time()
     failures = []
-    if execute != "none":
-        log(f"robbook: executing {len(pages_to_run)} page(s) with profile {profile!r} on {device!r}")
-        for p in pages_to_run:
+
+    def run_batch(batch):
+        for p in batch:
             extra = dict(params or {})
             if device:
                 extra.setdefault("device", device)
@@ -318,22 +561,47 @@ def build_book(*, profile: str = "smoke", device: str = "cpu", execute: str = "a
             except RuntimeError as e:
                 failures.append(str(e))
                 log(f"  {p}: FAILED: {e}")
-    missing = [p for p in pages if not any((r / "executed" / (p + ext)).exists() for ext in (".ipynb", ".md"))]
-    for p in missing:  # markdown pages and pages never executed yet
+
+    if execute != "none":
+        log(f"robbook: executing {len(pages_to_run)} page(s) with profile {profile!r} on {device!r}")
+        run_batch([p for p in pages_to_run if p not in late])
+    for p in pages:
         if source_of(p, r).suffix == ".md":
             execute_page(p, root=r, log=log)
-        else:
-            failures.append(f"{p} has no executed copy; run `python -m robbook run {chapter_name(p)}`")
-    prepare_assets(r)
-    jb = Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(r), "--builder", "html"]
-    log("robbook: rendering with " + " ".join(cmd[1:]))
-    subprocess.run(cmd, cwd=r, check=True)
+    failures += [f for f in select_copies([p for p in pages if p not in late], profile, r, log=log)
+                 if f.split(":")[0] not in {x.split(" ")[0] for x in failures}]
+    if execute != "none":
+        run_batch(late)  # after select_copies: the scoreboard marks the runs the book shows
+    failures += select_copies(late, profile, r, log=log)
     index = r / "_build" / "html" / "index.html"
-    log(f"robbook: book at {index} ({time.time() - t0:.0f} s)")
+    if render:
+        prepare_assets(r)
+        jb = Path(sys.executable).parent / "jupyter-book"
+        cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(r), "--builder", "html"]
+        log("robbook: rendering with " + " ".join(cmd[1:]))
+        subprocess.run(cmd, cwd=r, check=True)
+        log(f"robbook: book at {index} ({time.time() - t0:.0f} s)")
     if failures:
-        raise SystemExit("robbook: some pages failed:\n  " + "\n  ".join(failures))
+        raise SystemExit("robbook: some pages failed (the book shows their last good run, or says they failed):\n  "
+                         + "\n  ".join(failures))
     return index
+
+
+# %% ../nbs/19_run.ipynb #3bd97713
+def setup(app):
+    """Sphinx extension (listed in `_config.yml`): load MathJax only on pages that have math.
+
+    Sphinx counts a page as having equations when any page of its toctree has them, so the
+    introduction (the root, whose toctree is the whole book) would load MathJax for nothing."""
+    from sphinx.domains.math import MathDomain
+
+    def has_equations(self, docname=None) -> bool:
+        if not docname:
+            return any(self.data["has_equations"].values())
+        return bool(self.data["has_equations"].get(docname, False))
+
+    MathDomain.has_equations = has_equations
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 # %% ../nbs/19_run.ipynb #b2af5647
 def _param_pairs(pairs) -> dict:
@@ -371,8 +639,14 @@ def main(argv=None) -> int:
     p_book.add_argument("--execute", choices=["auto", "all", "none"], default="auto")
     p_book.add_argument("--only", nargs="*", help="execute only these chapters/pages")
     sub.add_parser("list", help="list chapters, profiles and parameters").add_argument("--root")
+    p_score = sub.add_parser("scoreboard", help="the claims' verdicts of every chapter and profile run here")
+    p_score.add_argument("--root", default=None)
+    p_score.add_argument("--claims", action="store_true", help="list every claim, not only the counts")
+    p_train = sub.add_parser("train", add_help=False, help="train one model into the cache (the unit torchrun launches)")
+    p_train.add_argument("args", nargs=argparse.REMAINDER, help="see python -m robbook train --help")
     p_bench = sub.add_parser("bench", help="speed benchmarks")
-    p_bench.add_argument("what", choices=["attacks", "train"])
+    p_bench.add_argument("what", choices=["attacks", "train", "eval"])
+    p_bench.add_argument("--device", default=None, help="train only: cpu or cuda[:N] (default: the CPU, and the GPU if any)")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "run":
@@ -384,11 +658,17 @@ def main(argv=None) -> int:
         elif a.cmd == "book":
             build_book(profile=a.profile, device=a.device or "cpu", execute=a.execute, only=a.only,
                        params=_collect(a), root=a.root)
+        elif a.cmd == "scoreboard":
+            from robbook.report import scoreboard_text
+            print(scoreboard_text(_root(a.root), claims=a.claims))
         elif a.cmd == "list":
             _list(a.root)
+        elif a.cmd == "train":
+            from robbook.launch import cli
+            return cli(a.args)
         elif a.cmd == "bench":
             from robbook.bench import main as bench_main
-            return bench_main([a.what])
+            return bench_main([a.what] + (["--device", a.device] if a.device else []))
     except ParameterError as e:
         print(f"robbook: {e}", file=sys.stderr)
         return 2
@@ -398,6 +678,23 @@ def main(argv=None) -> int:
     return 0
 
 
+def _print_estimates(chapter: str, profs: dict) -> None:
+    "Per profile: models, image-epochs and GPU-hours counted from the profile (robbook.launch.estimate)."
+    from robbook.launch import estimate
+    for name, P in profs.items():
+        try:
+            e = estimate(chapter, name)
+        except ParameterError:
+            return                              # no training plan counted for this chapter
+        line = (f"    [{name}] {e['models']} models, {e['image_epochs']:.3g} image-epochs, "
+                f">= {e['gpu_hours']:.3g} GPU-hours")
+        if "rimagenet" in P.get("deep_slots", []):
+            w = estimate(chapter, name, without=("rimagenet",))
+            line += (f" ({w['models']} models, >= {w['gpu_hours']:.3g} GPU-hours without Restricted ImageNet, "
+                     "which runs only with imagenet_root)")
+        print(line)
+
+
 def _list(root=None):
     from robbook.profiles import PROFILES
     for p in book_pages(root):
@@ -405,6 +702,7 @@ def _list(root=None):
         if c in PROFILES:
             profs = PROFILES[c]
             print(f"{c}  (nbs/{p}.ipynb)  profiles: {', '.join(profs)}")
+            _print_estimates(c, profs)
             for k, v in next(iter(profs.values())).items():
                 vals = " | ".join(f"{n}={profs[n][k]!r}" for n in profs)
                 print(f"    {k}: {vals}")

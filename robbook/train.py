@@ -32,7 +32,8 @@ from .config import cache_dir as default_cache_dir
 # %% auto #0
 __all__ = ['METHODS', 'OPTIMIZERS', 'SCHEDULES', 'ATTACK_BN', 'EVAL_ATTACKS', 'ADVERSARIAL', 'CODE_MODULES', 'TrainConfigError',
            'model_names', 'norm_names', 'augment_names', 'TrainConfig', 'lr_at', 'trades_perturb', 'code_version',
-           'run_key', 'TrainResult', 'train', 'extract_features', 'train_linear_probe', 'benchmark']
+           'run_key', 'TrainResult', 'steps_per_epoch', 'train', 'load_trained', 'extract_features',
+           'train_linear_probe', 'benchmark']
 
 # %% ../nbs/16_train.ipynb #a85af18f
 METHODS = ("standard", "pgd", "trades", "half_half")
@@ -119,6 +120,8 @@ class TrainConfig:
     # performance and reproducibility
     amp: bool = False                        # bf16 autocast, on CUDA only
     channels_last: bool = True               # on CUDA only
+    compile: bool = False                    # torch.compile the training forward (same result within tolerance)
+    deterministic: bool = False              # CUDA: deterministic kernels, no cuDNN autotuning (CPU always is)
     seed: int = 0
 
     def __post_init__(self):
@@ -248,6 +251,8 @@ class TrainConfig:
                                       f"{sorted(transforms.AUGMENTS[self.augment][1])}", str(e))
         boolean("amp")
         boolean("channels_last")
+        boolean("compile")
+        boolean("deterministic")
         if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
             bad("seed", "an integer in [0, 2**63)")
         return self
@@ -459,7 +464,8 @@ def _set_rng_state(st: dict, loader=None) -> None:
             loader.generator.set_state(st["loader"]["generator"])
 
 # %% ../nbs/16_train.ipynb #a45cd82b
-CODE_MODULES = ("robbook.train", "robbook.models", "robbook.attacks", "robbook.data", "robbook.transforms")
+CODE_MODULES = ("robbook.train", "robbook.models", "robbook.attacks", "robbook.data", "robbook.transforms",
+                "robbook.config")
 
 
 def _code_digest(source: str) -> str:
@@ -489,25 +495,81 @@ def code_version() -> str:
     return h.hexdigest()[:16]
 
 
+_ATTACK_ALLOWED = ("None, a dict {'name': 'pgd'|'fgsm', **settings}, a module-level attack function, or "
+                   "functools.partial(<module-level function>, <plain arguments>)")
+
+
+def _function_name(f) -> str | None:
+    "'module.qualname' of a module-level function that the name finds again, else None."
+    mod, qual = getattr(f, "__module__", None), getattr(f, "__qualname__", None)
+    if not mod or not qual or "<" in qual or not callable(f):
+        return None
+    try:
+        obj = importlib.import_module(mod)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return None
+    return f"{mod}.{qual}" if obj is f else None
+
+
+def _plain(v, what: str):
+    "A JSON description of an attack argument, or `TrainConfigError` when it has none."
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        v = v.item() if isinstance(v, (np.integer, np.floating)) else v
+        return {"float": repr(float(v))} if isinstance(v, float) and not math.isfinite(v) else v
+    if isinstance(v, (list, tuple)):
+        return [_plain(u, what) for u in v]
+    if isinstance(v, dict) and all(isinstance(k, str) for k in v):
+        return {k: _plain(u, what) for k, u in sorted(v.items())}
+    name = _function_name(v) if not isinstance(v, functools.partial) else None
+    if name:
+        return {"function": name}
+    if isinstance(v, functools.partial):
+        return _describe_attack(v)
+    raise TrainConfigError("eval_attack", v, _ATTACK_ALLOWED,
+                           f"{what} is a {type(v).__name__}, which the cache key cannot describe", owner="train()")
+
+
 def _describe_attack(attack) -> Any:
-    "A JSON description of an evaluation attack, for the cache key."
-    if attack is None or isinstance(attack, dict):
-        return attack
+    "A JSON description of an evaluation attack for the cache key; refuses what has none (lambdas, closures)."
+    if attack is None:
+        return None
+    if isinstance(attack, dict):
+        return _plain(attack, "a dict value")
     if isinstance(attack, functools.partial):
-        return {"partial": _describe_attack(attack.func), "args": [repr(a) for a in attack.args],
-                "keywords": {k: repr(v) for k, v in sorted(attack.keywords.items())}}
-    name = getattr(attack, "__qualname__", None) or type(attack).__qualname__
-    return {"callable": f"{getattr(attack, '__module__', '?')}.{name}"}
+        name = _function_name(attack.func)
+        if name is None:
+            raise TrainConfigError("eval_attack", attack.func, _ATTACK_ALLOWED,
+                                   "the partial wraps a lambda, closure or object, whose settings the cache "
+                                   "key cannot see", owner="train()")
+        return {"partial": name, "args": _plain(list(attack.args), "an argument"),
+                "keywords": _plain(dict(attack.keywords), "an argument")}
+    name = _function_name(attack)
+    if name is None:
+        raise TrainConfigError("eval_attack", attack, _ATTACK_ALLOWED,
+                               "a lambda, closure or callable object hides its settings (e.g. eps) from "
+                               "the cache key", owner="train()")
+    return {"callable": name}
 
 
-def run_key(cfg: TrainConfig, train_data, val_data=None, eval_attack=None) -> str:
-    "The cache key (SHA-256 hex) of training `cfg` on `train_data` (see above)."
+def _has_bn(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def run_key(cfg: TrainConfig, train_data, val_data=None, eval_attack=None, bn_world_size: int | None = None) -> str:
+    """The cache key (SHA-256 hex) of training `cfg` on `train_data` (see above); `bn_world_size`:
+    the number of processes when it changes the result (BatchNorm without SyncBatchNorm)."""
     material = {"config": cfg.to_dict(), "train_data": train_data.fingerprint(),
                 "val_data": None if val_data is None else val_data.fingerprint(),
                 "eval_attack": _describe_attack(eval_attack), "code": code_version()}
+    if bn_world_size is not None and bn_world_size > 1:
+        material["bn_world_size"] = int(bn_world_size)
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
-# %% ../nbs/16_train.ipynb #18956d31
+# %% ../nbs/16_train.ipynb #5d092cb2
 def _dist_env() -> tuple[int, int, int]:
     "(rank, local_rank, world_size) from torchrun's environment variables."
     ws = int(os.environ.get("WORLD_SIZE", "1"))
@@ -550,6 +612,22 @@ def _barrier():
     if d is not None:
         d.barrier()
 
+
+def _sync_bn(model: nn.Module) -> Callable[[], None]:
+    """Swap every BatchNorm layer of `model` for a `SyncBatchNorm` sharing its parameters and
+    buffers (in place); returns the function that swaps them back."""
+    swaps = []
+    for mod in list(model.modules()):
+        for name, child in list(mod.named_children()):
+            if isinstance(child, _BN) and not isinstance(child, nn.SyncBatchNorm):
+                setattr(mod, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+                swaps.append((mod, name, child))
+
+    def undo():
+        for mod, name, child in swaps:
+            setattr(mod, name, child)
+    return undo
+
 # %% ../nbs/16_train.ipynb #c5fc8855
 def _as_data(data, what: str, split: str):
     from robbook import data as rd
@@ -558,9 +636,13 @@ def _as_data(data, what: str, split: str):
         if key not in rd.DATASETS:
             raise TrainConfigError(what, data, list(rd.DATASETS), "unknown data set", owner="train()")
         return rd.load(key, split)
-    if not isinstance(data, rd.ImageData):
-        raise TrainConfigError(what, type(data).__name__, "an ImageData or a data set name "
-                               f"of {list(rd.DATASETS)}", owner="train()")
+    if not isinstance(data, (rd.ImageData, rd.FolderDataset)):
+        raise TrainConfigError(what, type(data).__name__, "an ImageData, a streaming FolderDataset "
+                               f"(robbook.data.load_folder, imagenet, ...) or a data set name of {list(rd.DATASETS)}",
+                               owner="train()")
+    if isinstance(data, rd.FolderDataset) and len(data) == 0:
+        raise TrainConfigError(what, data.name, "a folder data set with at least one image", "it is empty",
+                               owner="train()")
     return data
 
 
@@ -576,11 +658,11 @@ def _check_data(cfg: TrainConfig, data, world_size: int, what: str = "train_data
     if n and (int(data.y.min()) < 0 or int(data.y.max()) >= cfg.num_classes):
         raise TrainConfigError("num_classes", cfg.num_classes, f"an integer > {int(data.y.max())}",
                                f"{what} has labels in [{int(data.y.min())}, {int(data.y.max())}]")
-    d = int(np.prod(data.x.shape[1:]))
+    d = int(np.prod(data.shape))
     limit = {"linf": 1.0, "l2": math.sqrt(d), "l1": float(d)}.get(cfg.norm)
     if limit is not None and cfg.eps > limit:
         raise TrainConfigError("eps", cfg.eps, f"[0, {limit:.4g}] for {cfg.norm} on images of "
-                               f"shape {tuple(data.x.shape[1:])}", "larger than the diameter of the image box")
+                               f"shape {tuple(data.shape)}", "larger than the diameter of the image box")
 
 
 def _eval_attack(attack):
@@ -597,11 +679,10 @@ def _eval_attack(attack):
                                    owner="train()")
         if "norm" in spec and spec["norm"] not in norm_names():
             raise TrainConfigError("eval_attack", spec["norm"], norm_names(), "unknown norm", owner="train()")
-        return functools.partial(getattr(attacks, name), **spec), {"name": name, **spec}
+        return functools.partial(getattr(attacks, name), **spec), _describe_attack({"name": name, **spec})
     if callable(attack):
-        return attack, _describe_attack(attack)
-    raise TrainConfigError("eval_attack", attack, "None, a dict {'name': 'pgd'|'fgsm', **kwargs} "
-                           "or a callable attack(model, x, y) -> x_adv", owner="train()")
+        return attack, _describe_attack(attack)          # refuses lambdas and closures
+    raise TrainConfigError("eval_attack", attack, _ATTACK_ALLOWED, owner="train()")
 
 
 def _writable_dir(d) -> Path:
@@ -638,9 +719,15 @@ def _build_model(cfg: TrainConfig, shape: tuple) -> nn.Module:
                                str(e)) from e
 
 
+def _image(data, i: int) -> torch.Tensor:
+    "Image `i` of `data` as uint8 [C, H, W] (a folder's random crop fixed by seed 0)."
+    from robbook.data import FolderDataset
+    return data[(i, 0)][0] if isinstance(data, FolderDataset) else data[i][0]
+
+
 def _check_model(cfg: TrainConfig, model: nn.Module, data, device) -> None:
     "One forward pass in eval mode on two training images: shapes must fit."
-    x = data.x[:2].to(device).float() / 255
+    x = torch.stack([_image(data, i) for i in range(min(2, len(data)))]).to(device).float() / 255
     mode = model.training
     try:
         model.eval()
@@ -648,7 +735,7 @@ def _check_model(cfg: TrainConfig, model: nn.Module, data, device) -> None:
             out = model(x)
     except Exception as e:
         raise TrainConfigError("model", cfg.model, "a model that accepts the data",
-                               f"it fails on images of shape {tuple(data.x.shape[1:])}: {e}") from e
+                               f"it fails on images of shape {tuple(data.shape)}: {e}") from e
     finally:
         model.train(mode)
     if tuple(out.shape) != (len(x), cfg.num_classes):
@@ -758,9 +845,9 @@ def _make_optimizer(cfg: TrainConfig, model: nn.Module):
                                nesterov=cfg.nesterov)
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)   # momentum is SGD's only
 
-
+# %% ../nbs/16_train.ipynb #80d29987
 def _evaluate(model, loader, attack, amp_ctx) -> torch.Tensor:
-    "Sums `[loss, n, correct, robust correct]` over `loader` (this process's shard), in eval mode."
+    "Sums `[loss, n, correct, robust]` over `loader` (this process's shard), in eval mode; robust = clean and attacked right."
     dev = next(model.parameters()).device
     s = torch.zeros(4, dtype=torch.float64, device=dev)
     model.eval()
@@ -769,26 +856,63 @@ def _evaluate(model, loader, attack, amp_ctx) -> torch.Tensor:
             logits = model(x).float()
         s[0] += F.cross_entropy(logits, y, reduction="sum").double()
         s[1] += len(y)
-        s[2] += (logits.argmax(1) == y).sum()
+        ok = logits.argmax(1) == y
+        s[2] += ok.sum()
         if attack is not None:
             with amp_ctx():
                 x_adv = attack(model, x, y)
             with torch.no_grad(), amp_ctx():
-                s[3] += (model(x_adv).argmax(1) == y).sum()
+                s[3] += (ok & (model(x_adv).argmax(1) == y)).sum()
     return s
 
+# %% ../nbs/16_train.ipynb #c45c4088
+def _backend_settings(cfg: TrainConfig, device) -> dict:
+    "The global backend settings `train` applies for `cfg` on `device` (empty on the CPU)."
+    if torch.device(device).type != "cuda":
+        return {}
+    if cfg.deterministic:
+        return {"cudnn.benchmark": False, "cudnn.deterministic": True, "deterministic_algorithms": True,
+                "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+    return {"cudnn.benchmark": True, "cudnn.deterministic": False, "deterministic_algorithms": False}
 
+
+def _apply_backend_settings(settings: dict) -> None:
+    if not settings:
+        return
+    if "CUBLAS_WORKSPACE_CONFIG" in settings:   # read when cuBLAS starts: set it before, if you can
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", settings["CUBLAS_WORKSPACE_CONFIG"])
+    torch.backends.cudnn.benchmark = settings["cudnn.benchmark"]
+    torch.backends.cudnn.deterministic = settings["cudnn.deterministic"]
+    torch.use_deterministic_algorithms(settings["deterministic_algorithms"], warn_only=True)
+
+
+def steps_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
+    """Optimiser steps per epoch for `n` examples: $\\lceil n / B \\rceil$, less a last batch that
+    would leave a process empty or hold a single example."""
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest >= max(2, world_size) else 0)
+
+
+def _loss_scale(n: int, batch_size: int, step: int, n_rank: int, world_size: int) -> float:
+    "Factor on a process's mean loss so that DDP's gradient average is that of the global batch's mean."
+    n_global = min(batch_size, n - step * batch_size)
+    return world_size * n_rank / n_global
+
+# %% ../nbs/16_train.ipynb #1fb696b0
 def train(cfg: TrainConfig | dict, train_data, *, val_data=None, device: str = "auto", cache_dir=None,
-          progress: bool = True, eval_attack=None) -> TrainResult:
+          progress: bool = True, eval_attack=None, num_workers: int | None = None) -> TrainResult:
     """Train (or load from the cache, or resume) the model described by `cfg` on `train_data`.
 
-    - `train_data`, `val_data`: `robbook.data.ImageData` (or a name of `robbook.data.DATASETS`:
-      its train / test split). Kept on the device and batched by `robbook.data.Loader`.
+    - `train_data`, `val_data`: `robbook.data.ImageData` (kept on the device), a streaming
+      `robbook.data.FolderDataset` (decoded by `num_workers` DataLoader workers, default
+      `min(4, cores)`), or a name of `robbook.data.DATASETS` (its train / test split).
     - `device`: "auto", "cpu", "cuda", "cuda:N" (under torchrun: the process's `LOCAL_RANK` GPU).
     - `cache_dir`: the cache folder (default `robbook.config.cache_dir()`).
-    - `eval_attack`: evaluated on `val_data` after each epoch: a callable `attack(model, x, y)`
-      or a dict such as `{"name": "pgd", "eps": 0.1, "steps": 10}`.
-    Returns a `TrainResult`; see the sections above for the cache, resume and DDP semantics."""
+    - `eval_attack`: evaluated on `val_data` after each epoch: a dict such as
+      `{"name": "pgd", "eps": 0.1, "steps": 10}`, or a `functools.partial` of a module-level attack.
+    Returns a `TrainResult`; see the sections above for the cache, resume and DDP semantics.
+
+    >>> r = train(TrainConfig(model="mnist_cnn", method="pgd", eps=0.3), "mnist", val_data="mnist")"""
     # ---- checks (no training before all pass) --------------------------------------------
     if isinstance(cfg, dict):
         cfg = TrainConfig.from_dict(cfg)
@@ -800,22 +924,24 @@ def train(cfg: TrainConfig | dict, train_data, *, val_data=None, device: str = "
     if val_data is not None:
         val_data = _as_data(val_data, "val_data", "test")
     _check_data(cfg, train_data, world)
+    shape = tuple(train_data.shape)
     if val_data is not None:
-        if tuple(val_data.x.shape[1:]) != tuple(train_data.x.shape[1:]):
-            raise TrainConfigError("val_data", tuple(val_data.x.shape[1:]),
-                                   f"images of the training shape {tuple(train_data.x.shape[1:])}", owner="train()")
+        if tuple(val_data.shape) != shape:
+            raise TrainConfigError("val_data", tuple(val_data.shape), f"images of the training shape {shape}",
+                                   owner="train()")
         _check_data(cfg, val_data, world, "val_data")
     attack_fn, _ = _eval_attack(eval_attack)
     if attack_fn is not None and val_data is None:
         raise TrainConfigError("eval_attack", eval_attack, "None when val_data is None",
                                "the attack is evaluated on val_data", owner="train()")
+    if num_workers is not None and not (_is_int(num_workers) and num_workers >= 0):
+        raise TrainConfigError("num_workers", num_workers, "None or an integer >= 0", owner="train()")
     root = _writable_dir(default_cache_dir() if cache_dir is None else cache_dir) if rank == 0 \
         else Path(default_cache_dir() if cache_dir is None else cache_dir)
     dev = get_device(device)
     if world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
-    from robbook.data import Loader
     from robbook.transforms import make_augment
     augment = make_augment(cfg.augment, **cfg.augment_kwargs) if cfg.augment is not None else None
 
@@ -826,18 +952,19 @@ def train(cfg: TrainConfig | dict, train_data, *, val_data=None, device: str = "
         if dist.get_world_size() != world:
             raise RuntimeError(f"process group has {dist.get_world_size()} processes, WORLD_SIZE says {world}")
 
-    key = run_key(cfg, train_data, val_data, eval_attack)
-    path = root / f"{cfg.model}-{cfg.method}-{key[:16]}"
     seed_everything(cfg.seed)
-    model = _build_model(cfg, tuple(train_data.x.shape[1:])).to(dev)
+    model = _build_model(cfg, shape).to(dev)
     _check_model(cfg, model, train_data, dev)
+    sync_bn = world > 1 and dev.type == "cuda" and _has_bn(model)
+    bn_world = world if _has_bn(model) and not sync_bn else None
+    key = run_key(cfg, train_data, val_data, eval_attack, bn_world_size=bn_world)
+    path = root / f"{cfg.model}-{cfg.method}-{key[:16]}"
     if rank > 0:   # same initial weights everywhere, independent attack noise per process
         seed_everything((cfg.seed * 1_000_003 + rank) % 2**63)
     cuda = dev.type == "cuda"
     if cuda and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if cuda:
-        torch.backends.cudnn.benchmark = True
+    _apply_backend_settings(_backend_settings(cfg, dev))
 
     def amp_ctx():
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and cuda)
@@ -853,55 +980,100 @@ def train(cfg: TrainConfig | dict, train_data, *, val_data=None, device: str = "
             model.eval()
             _barrier()
             return TrainResult(model, decision["history"], key, path, True, 0)
-        result = _train_loop(cfg, model, train_data, val_data, attack_fn, dev, amp_ctx, path, key,
-                             decision, rank, world, progress, Loader, augment, eval_attack)
+        run = _Run(cfg, model, dev, amp_ctx, path, key, rank, world, progress, sync_bn, shape)
+        result = _train_loop(run, train_data, val_data, attack_fn, decision, augment, eval_attack, num_workers)
     _barrier()
     return result
 
+# %% ../nbs/16_train.ipynb #de1539ec
+@dataclass
+class _Run:
+    "What the loop needs to know about one training run."
+    cfg: TrainConfig
+    model: nn.Module
+    dev: torch.device
+    amp_ctx: Callable
+    path: Path
+    key: str
+    rank: int
+    world: int
+    progress: bool
+    sync_bn: bool
+    shape: tuple
 
-def _train_loop(cfg, model, train_data, val_data, attack_fn, dev, amp_ctx, path, key, decision, rank,
-                world, progress, Loader, augment, eval_attack) -> TrainResult:
+
+def _start_entry(run: _Run, train_data, val_data, eval_attack, decision, opt, loader) -> tuple[list, int]:
+    "Write a fresh entry's `config.json`, or load the checkpoint to resume; returns `(history, start epoch)`."
+    if run.rank == 0 and decision["state"] == "fresh":
+        meta = {"key": run.key, "config": run.cfg.to_dict(), "train_data": train_data.fingerprint(),
+                "val_data": None if val_data is None else val_data.fingerprint(),
+                "eval_attack": _describe_attack(eval_attack), "code_version": code_version(),
+                "input_shape": list(run.shape), "world_size": run.world}
+        _atomic_write(run.path / "config.json", json.dumps(meta, indent=1).encode())
+        (run.path / "history.jsonl").unlink(missing_ok=True)
+    if decision["state"] != "resume":
+        return [], 0
+    ck = _load_checkpoint(run.path, run.key)
+    run.model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    history, start = list(ck["history"]), int(ck["epoch"])
+    rngs = ck["rng"]
+    _set_rng_state(rngs[run.rank] if run.rank < len(rngs) else rngs[0], loader)
+    if run.rank == 0:
+        _rewrite_history(run.path, history)
+        if run.progress:
+            print(f"robbook.train: resuming {run.path.name} after epoch {start}/{run.cfg.epochs}", flush=True)
+    return history, start
+
+
+def _finish_entry(run: _Run, history: list, n_batches: int) -> None:
+    "Rank 0 writes the final weights, `result.json` and, last, the `COMPLETE` marker."
+    state = {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()}
+    _atomic_write(run.path / "model.pt", _torch_bytes(state))
+    cfg, cuda = run.cfg, run.dev.type == "cuda"
+    result = {"key": run.key, "config": cfg.to_dict(), "history": history,
+              "meta": {"world_size": run.world, "device": str(run.dev), "amp": bool(cfg.amp and cuda),
+                       "sync_bn": run.sync_bn, "input_shape": list(run.shape),
+                       "step_size": cfg.step_size if cfg.adversarial else None,
+                       "batches_per_epoch": n_batches, "code_version": code_version(),
+                       "torch": torch.__version__}}
+    _atomic_write(run.path / "result.json", json.dumps(result, indent=1).encode())
+    marker = {"key": run.key, "sha256": {n: _sha256(run.path / n) for n in ("model.pt", "result.json")},
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    _atomic_write(run.path / "COMPLETE", json.dumps(marker, indent=1).encode())
+    (run.path / "checkpoint.pt").unlink(missing_ok=True)
+
+
+def _train_loop(run: _Run, train_data, val_data, attack_fn, decision, augment, eval_attack,
+                num_workers) -> TrainResult:
     from tqdm.auto import tqdm
+    from robbook.data import Loader
+    cfg, model, dev, rank, world = run.cfg, run.model, run.dev, run.rank, run.world
     cuda = dev.type == "cuda"
     per_rank = cfg.batch_size // world
-    n_rank = math.ceil(len(train_data) / world)
     loader = Loader(train_data, per_rank, shuffle=True, device=dev, augment=augment, seed=cfg.seed,
-                    drop_last=n_rank % per_rank == 1, rank=rank, world_size=world)  # no batch of 1 (BatchNorm)
-    val_loader = None if val_data is None else Loader(val_data, per_rank, shuffle=False, device=dev,
-                                                      rank=rank, world_size=world)
-    n_batches = int(_all_reduce(torch.tensor([len(loader)], device=dev), "min").item())
+                    rank=rank, world_size=world, pad=False, num_workers=num_workers)
+    val_loader = None if val_data is None else Loader(val_data, per_rank, shuffle=False, device=dev, rank=rank,
+                                                      world_size=world, pad=False, num_workers=num_workers)
+    n_train = len(train_data)
+    n_batches = steps_per_epoch(n_train, cfg.batch_size, world)
     opt = _make_optimizer(cfg, model)
-    history, start = [], 0
+    history, start = _start_entry(run, train_data, val_data, eval_attack, decision, opt, loader)
 
-    if rank == 0 and decision["state"] == "fresh":
-        meta = {"key": key, "config": cfg.to_dict(), "train_data": train_data.fingerprint(),
-                "val_data": None if val_data is None else val_data.fingerprint(),
-                "eval_attack": _describe_attack(eval_attack), "code_version": code_version()}
-        _atomic_write(path / "config.json", json.dumps(meta, indent=1).encode())
-        (path / "history.jsonl").unlink(missing_ok=True)
-    if decision["state"] == "resume":
-        ck = _load_checkpoint(path, key)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        history, start = list(ck["history"]), int(ck["epoch"])
-        rngs = ck["rng"]
-        _set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0], loader)
-        if rank == 0:
-            _rewrite_history(path, history)
-            if progress:
-                print(f"robbook.train: resuming {path.name} after epoch {start}/{cfg.epochs}", flush=True)
-
+    undo_sync = _sync_bn(model) if run.sync_bn else None
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
         net = DistributedDataParallel(model, device_ids=[dev.index] if cuda else None)
+    if cfg.compile:
+        net = torch.compile(net)
 
     epochs_run = 0
     for epoch in range(start, cfg.epochs):
         loader.set_epoch(epoch)
         model.train()
         sums = torch.zeros(6, dtype=torch.float64, device=dev)
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress or rank != 0,
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not run.progress or rank != 0,
                    leave=True, dynamic_ncols=True)
         t0, shown = time.perf_counter(), 0.0
         for i, (x, y) in enumerate(loader):
@@ -912,10 +1084,11 @@ def _train_loop(cfg, model, train_data, val_data, attack_fn, dev, amp_ctx, path,
                 g["lr"] = lr
             if cuda and cfg.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with amp_ctx():
+            with run.amp_ctx():
                 loss, st = _objective(cfg, net, model, x, y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scale = _loss_scale(n_train, cfg.batch_size, i, len(y), world)
+            (loss * scale if scale != 1.0 else loss).backward()
             opt.step()
             sums += st
             bar.update(1)
@@ -936,7 +1109,7 @@ def _train_loop(cfg, model, train_data, val_data, attack_fn, dev, amp_ctx, path,
         if cfg.adversarial:
             entry["train_robust_acc"] = s[4] / max(s[5], 1)
         if val_loader is not None:
-            v = _all_reduce(_evaluate(model, val_loader, attack_fn, amp_ctx)).tolist()
+            v = _all_reduce(_evaluate(model, val_loader, attack_fn, run.amp_ctx)).tolist()
             entry.update(val_loss=v[0] / v[1], val_acc=v[2] / v[1], val_n=int(v[1]))
             if attack_fn is not None:
                 entry["val_robust_acc"] = v[3] / v[1]
@@ -947,28 +1120,38 @@ def _train_loop(cfg, model, train_data, val_data, attack_fn, dev, amp_ctx, path,
         bar.close()
         rngs = _gather(_rng_state(loader))
         if rank == 0:
-            _write_checkpoint(path, {"format": 1, "key": key, "epoch": epoch + 1, "history": history,
-                                     "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                     "scheduler": {"step": (epoch + 1) * n_batches}, "rng": rngs,
-                                     "world_size": world})
-            _append_history(path, entry)
+            _write_checkpoint(run.path, {"format": 1, "key": run.key, "epoch": epoch + 1, "history": history,
+                                         "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                         "scheduler": {"step": (epoch + 1) * n_batches}, "rng": rngs,
+                                         "world_size": world})
+            _append_history(run.path, entry)
         epochs_run += 1
 
+    if undo_sync is not None:
+        undo_sync()
     if rank == 0:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        _atomic_write(path / "model.pt", _torch_bytes(state))
-        result = {"key": key, "config": cfg.to_dict(), "history": history,
-                  "meta": {"world_size": world, "device": str(dev), "amp": bool(cfg.amp and cuda),
-                           "step_size": cfg.step_size if cfg.adversarial else None,
-                           "batches_per_epoch": n_batches, "code_version": code_version(),
-                           "torch": torch.__version__}}
-        _atomic_write(path / "result.json", json.dumps(result, indent=1).encode())
-        marker = {"key": key, "sha256": {n: _sha256(path / n) for n in ("model.pt", "result.json")},
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        _atomic_write(path / "COMPLETE", json.dumps(marker, indent=1).encode())
-        (path / "checkpoint.pt").unlink(missing_ok=True)
+        _finish_entry(run, history, n_batches)
     model.eval()
-    return TrainResult(model, history, key, path, False, epochs_run)
+    return TrainResult(model, history, run.key, run.path, False, epochs_run)
+
+# %% ../nbs/16_train.ipynb #1e8d2506
+def load_trained(path, device: str = "cpu") -> TrainResult:
+    "The finished cache entry at `path` (its `COMPLETE` marker verified) as a `TrainResult`."
+    path = Path(path)
+    try:
+        meta = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(f"{path} is not a robbook training entry (config.json: {e})") from None
+    if "input_shape" not in meta:
+        raise FileNotFoundError(f"{path} was written by an older robbook (no input_shape in config.json); "
+                                "load it with train(cfg, data) instead")
+    cfg = TrainConfig.from_dict(meta["config"])
+    model = _build_model(cfg, tuple(meta["input_shape"]))
+    try:
+        history = _load_complete(path, meta["key"], model)
+    except _Corrupt as e:
+        raise FileNotFoundError(f"{path} holds no finished run ({e}); run the training (again) to finish it") from None
+    return TrainResult(model.to(get_device(device)).eval(), history, meta["key"], path, True, 0)
 
 # %% ../nbs/16_train.ipynb #be142587
 @torch.no_grad()
@@ -1066,35 +1249,48 @@ def _bench_run(cfg, data, device, warm: bool) -> float:
     return res.history[-1]["time_s"]
 
 
-def benchmark(n_cpu: int = 512, n_gpu: int = 10240) -> dict:
-    "Print (and return) epoch times of standard vs PGD-10 training; see the section above."
-    out = {}
-    print(f"robbook.train benchmark (torch {torch.__version__}, {torch.get_num_threads()} CPU threads)")
-    data = _bench_data(n_cpu, (1, 28, 28))
+def _bench_cpu(n: int) -> dict:
+    data = _bench_data(n, (1, 28, 28))
     base = TrainConfig(model="mnist_cnn", epochs=1, batch_size=128, lr=0.01, eps=0.3, steps=10, alpha=0.01)
     t_std = _bench_run(base, data, "cpu", warm=False)
     t_pgd = _bench_run(base.replace(method="pgd"), data, "cpu", warm=False)
-    out["cpu"] = {"n": n_cpu, "standard_s": t_std, "pgd10_s": t_pgd}
-    print(f"CPU, mnist_cnn, {n_cpu} images/epoch, batch 128:")
-    print(f"  standard: {t_std:7.2f} s/epoch  ({n_cpu / t_std:8.1f} img/s)")
-    print(f"  PGD-10:   {t_pgd:7.2f} s/epoch  ({n_cpu / t_pgd:8.1f} img/s)")
+    print(f"CPU, mnist_cnn, {n} images/epoch, batch 128:")
+    print(f"  standard: {t_std:7.2f} s/epoch  ({n / t_std:8.1f} img/s)")
+    print(f"  PGD-10:   {t_pgd:7.2f} s/epoch  ({n / t_pgd:8.1f} img/s)")
     print(f"  PGD-10 / standard time: {t_pgd / t_std:.2f}  (arithmetic floor 23/3 = {23 / 3:.2f})")
-    if torch.cuda.is_available():
-        gflop = 1.11
-        data = _bench_data(n_gpu, (3, 32, 32))
-        base = TrainConfig(model="resnet18", epochs=1, batch_size=512, lr=0.1, eps=8 / 255, steps=10,
-                           alpha=2 / 255, amp=True, channels_last=True)
-        t_std = _bench_run(base, data, "cuda", warm=True)
-        t_pgd = _bench_run(base.replace(method="pgd"), data, "cuda", warm=True)
-        tf_std = n_gpu * 3 * gflop / t_std / 1e3
-        tf_pgd = n_gpu * 23 * gflop / t_pgd / 1e3
-        out["gpu"] = {"n": n_gpu, "device": torch.cuda.get_device_name(), "standard_s": t_std, "pgd10_s": t_pgd,
-                      "standard_tflops": tf_std, "pgd10_tflops": tf_pgd}
-        print(f"GPU ({torch.cuda.get_device_name()}), resnet18, bf16, channels_last, "
-              f"{n_gpu} images/epoch, batch 512 (second epoch timed):")
-        print(f"  standard: {t_std:7.2f} s/epoch  ({n_gpu / t_std:9.1f} img/s, {tf_std:6.1f} TFLOP/s at 3 x 1.11 GFLOP/img)")
-        print(f"  PGD-10:   {t_pgd:7.2f} s/epoch  ({n_gpu / t_pgd:9.1f} img/s, {tf_pgd:6.1f} TFLOP/s at 23 x 1.11 GFLOP/img)")
-        print(f"  PGD-10 / standard time: {t_pgd / t_std:.2f}  (arithmetic floor 23/3 = {23 / 3:.2f})")
-    else:
-        print("GPU: none visible, skipped")
+    return {"n": n, "standard_s": t_std, "pgd10_s": t_pgd, "ratio": t_pgd / t_std}
+
+
+def _bench_gpu(n: int, device: str = "cuda", compile: bool = False) -> dict:
+    gflop = 1.11                       # ResNet-18 forward pass on a 32x32 image
+    data = _bench_data(n, (3, 32, 32))
+    base = TrainConfig(model="resnet18", epochs=1, batch_size=512, lr=0.1, eps=8 / 255, steps=10,
+                       alpha=2 / 255, amp=True, channels_last=True, compile=compile)
+    t_std = _bench_run(base, data, device, warm=True)
+    t_pgd = _bench_run(base.replace(method="pgd"), data, device, warm=True)
+    tf_std, tf_pgd = n * 3 * gflop / t_std / 1e3, n * 23 * gflop / t_pgd / 1e3
+    name = torch.cuda.get_device_name(torch.device(device))
+    print(f"GPU ({name}), resnet18, bf16, channels_last{', torch.compile' if compile else ''}, "
+          f"{n} images/epoch, batch 512 (second epoch timed):")
+    print(f"  standard: {t_std:7.2f} s/epoch  ({n / t_std:9.1f} img/s, {tf_std:6.1f} TFLOP/s at 3 x 1.11 GFLOP/img)")
+    print(f"  PGD-10:   {t_pgd:7.2f} s/epoch  ({n / t_pgd:9.1f} img/s, {tf_pgd:6.1f} TFLOP/s at 23 x 1.11 GFLOP/img)")
+    print(f"  PGD-10 / standard time: {t_pgd / t_std:.2f}  (arithmetic floor 23/3 = {23 / 3:.2f})")
+    return {"n": n, "device": name, "standard_s": t_std, "pgd10_s": t_pgd, "ratio": t_pgd / t_std,
+            "standard_img_s": n / t_std, "pgd10_img_s": n / t_pgd, "standard_tflops": tf_std, "pgd10_tflops": tf_pgd}
+
+
+def benchmark(n_cpu: int = 512, n_gpu: int = 10240, device: str | None = None, compile: bool = False) -> dict:
+    """Print (and return) images/s of standard and PGD-10 training and their time ratio against the
+    arithmetic floor 23/3. `device`: None = the CPU and, if present, the GPU; "cpu"; "cuda[:N]"."""
+    print(f"robbook.train benchmark (torch {torch.__version__}, {torch.get_num_threads()} CPU threads)")
+    dev = None if device is None else get_device(device)        # "cuda" without a GPU: a clear error
+    out = {}
+    if dev is None or dev.type == "cpu":
+        out["cpu"] = _bench_cpu(n_cpu)
+    if dev is not None and dev.type == "cuda":
+        out["gpu"] = _bench_gpu(n_gpu, str(dev), compile)
+    elif dev is None and torch.cuda.is_available():
+        out["gpu"] = _bench_gpu(n_gpu, "cuda", compile)
+    elif dev is None:
+        print("GPU: none visible, skipped (python -m robbook bench train --device cuda on a machine with one)")
     return out

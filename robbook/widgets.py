@@ -3,12 +3,13 @@
 # %% ../nbs/17_widgets.ipynb #fee1e336
 from __future__ import annotations
 
-import io
 import itertools
 import os
 from typing import Any, Callable, Mapping, Sequence
 
 import ipywidgets as W
+
+from .plots import FRAME_FORMAT, figure_bytes
 
 
 def _is_live() -> bool:
@@ -28,18 +29,18 @@ def _label(v) -> str:
     return str(v)
 
 
-def render_frame(obj, *, fmt: str = "png", dpi: int = 80) -> W.Widget:
+def render_frame(obj, *, fmt: str = FRAME_FORMAT["fmt"], dpi: int = FRAME_FORMAT["dpi"]) -> W.Widget:
     """Turn what a knob function returned into a widget: a matplotlib Figure becomes an image
-    (PNG at `dpi`, or SVG), a pandas DataFrame/Styler or an HTML string becomes HTML."""
+    (`robbook.plots.figure_bytes`: palette PNG by default, or png/jpeg/svg) and is closed, a pandas
+    DataFrame/Styler or an HTML string becomes HTML."""
     import matplotlib.figure
     import matplotlib.pyplot as plt
     if isinstance(obj, matplotlib.figure.Figure):
-        buf = io.BytesIO()
-        obj.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
+        data = figure_bytes(obj, fmt=fmt, dpi=dpi)
         plt.close(obj)
         if fmt == "svg":
-            return W.HTML(buf.getvalue().decode())
-        return W.Image(value=buf.getvalue(), format=fmt)
+            return W.HTML(data.decode())
+        return W.Image(value=data, format="png" if fmt == "png8" else fmt)
     if hasattr(obj, "to_html"):
         return W.HTML(obj.to_html())
     if isinstance(obj, str):
@@ -52,13 +53,14 @@ __all__ = ['render_frame', 'knobs']
 
 # %% ../nbs/17_widgets.ipynb #23e57e52
 def knobs(fn: Callable[..., Any], grid: Mapping[str, Sequence], *, defaults: Mapping[str, Any] | None = None,
-          fmt: str = "png", dpi: int = 80, live: bool | None = None, max_frames: int = 400,
-          progress: bool = True) -> W.Widget:
+          fmt: str = FRAME_FORMAT["fmt"], dpi: int = FRAME_FORMAT["dpi"], live: bool | None = None,
+          max_frames: int = 400, progress: bool | None = None) -> W.Widget:
     """Sliders over `grid` (knob name → list of values) showing `fn(**values)`.
 
     Static (default outside a live Jupyter session): every frame is precomputed and the sliders
-    switch frames in the browser with no kernel (nested `Stack`s + `jslink`). Live (`live=True`,
-    or a JupyterLab/Notebook session): sliders span each knob's range and `fn` is recomputed."""
+    switch frames in the browser with no kernel (nested `Stack`s + `jslink`); no progress bar is
+    left in the page unless `progress=True`. Live (`live=True`, or a JupyterLab/Notebook session):
+    sliders span each knob's range and `fn` is recomputed."""
     if not grid:
         raise ValueError("knobs needs at least one knob: grid={'name': [values, ...]}")
     names = list(grid)
@@ -82,7 +84,7 @@ def knobs(fn: Callable[..., Any], grid: Mapping[str, Sequence], *, defaults: Map
         raise ValueError(f"{n} frames requested (product of the knob grids); at most {max_frames}: "
                          "use coarser grids or raise max_frames")
     from tqdm.auto import tqdm
-    bar = tqdm(total=n, desc="precomputing knob frames", disable=not progress, leave=False)
+    bar = tqdm(total=n, desc="precomputing knob frames", disable=not progress, leave=False)  # None: off
     sliders = [W.SelectionSlider(options=[(_label(v), i) for i, v in enumerate(values[k])],
                                  value=start[k], description=k, continuous_update=True,
                                  style={"description_width": "initial"},

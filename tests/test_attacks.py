@@ -11,8 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from robbook.attacks import (STEP_RULES, L1Step, attack_mode, cw_margin_loss, deepfool, fgsm, make_step_rule,
-                             match_representation, pgd, project_l1_box)
+from robbook.attacks import (STEP_RULES, L1Step, apgd, attack_mode, cw_margin_loss, deepfool, evaluate_robust, fgsm,
+                             make_step_rule, match_representation, pgd, project_l1_box)
 
 NORMS = ["linf", "l2", "l1"]
 FMNIST = Path(os.environ.get("ROBBOOK_FMNIST", "/usr/share/datasets/fashion-mnist"))
@@ -276,6 +276,10 @@ ATTACKS = {
     "deepfool": lambda m, x, y: deepfool(m, x, steps=3)[0],
     "match_representation": lambda m, x, y: match_representation(m, _target(m, x), torch.rand_like(x), steps=3,
                                                                   progress=False),
+    "apgd": lambda m, x, y: apgd(m, x, y, eps=0.2, steps=3, restarts=2),
+    "apgd_l2_dlr": lambda m, x, y: apgd(m, x, y, eps=1.0, steps=3, norm="l2", loss="dlr"),
+    "evaluate_robust": lambda m, x, y: evaluate_robust(m, x, y, eps=0.2, steps=3, version="fast", check_n=4,
+                                                       keep_adv=True).x_adv,
 }
 
 
@@ -316,6 +320,55 @@ def test_model_state_restored(name, mode):
             assert p.grad is None
     for k, v in m.state_dict().items():          # eval mode: batch-norm statistics untouched
         assert torch.equal(v, state[k]), k
+
+
+class BNConv(nn.Module):
+    "A conv net with batch norm (running statistics) and 10 classes, for the buffer test."
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                                 nn.Linear(4 * 12 * 12, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _all_attacks():
+    "Every public attack of robbook.attacks, as f(model, x, y, mode)."
+    from robbook.attacks import random_spatial_attack, spatial_grid_attack
+    return {
+        "pgd": lambda m, x, y, mode: pgd(m, x, y, eps=0.1, steps=5, model_mode=mode),
+        "fgsm": lambda m, x, y, mode: fgsm(m, x, y, eps=0.1, model_mode=mode),
+        "deepfool": lambda m, x, y, mode: deepfool(m, x, steps=3, model_mode=mode),
+        "match_representation": lambda m, x, y, mode: match_representation(
+            m, torch.zeros(len(x), 10), torch.rand_like(x), steps=3, progress=False, model_mode=mode),
+        "spatial_grid_attack": lambda m, x, y, mode: spatial_grid_attack(
+            m, x, y, max_deg=10, max_frac=0.1, n_angles=3, n_trans=3, model_mode=mode),
+        "random_spatial_attack": lambda m, x, y, mode: random_spatial_attack(
+            m, x, y, max_deg=10, max_frac=0.1, k=3, model_mode=mode),
+        "apgd": lambda m, x, y, mode: apgd(m, x, y, eps=0.1, steps=5, loss="dlr-targeted", n_target_classes=2,
+                                           model_mode=mode),
+        "evaluate_robust": lambda m, x, y, mode: evaluate_robust(m, x, y, eps=0.1, steps=4, version="fast",
+                                                                 check_n=8, model_mode=mode),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_all_attacks()))
+@pytest.mark.parametrize("mode", ["eval", "train", None])
+def test_no_buffer_changes_in_any_mode(name, mode, transforms):
+    "Attacks in train mode run batch norm on batch statistics but must not move the running statistics."
+    torch.manual_seed(0)
+    m = BNConv().train()                                 # mode=None then runs batch norm in train mode
+    x, y = torch.rand(8, 1, 12, 12), torch.randint(0, 10, (8,))
+    before = {k: v.clone() for k, v in m.named_buffers()}
+    if name == "evaluate_robust" and mode != "eval":              # refuses batch norm on batch statistics
+        with pytest.raises(ValueError, match="evaluate_robust needs model_mode='eval'"):
+            _all_attacks()[name](m, x, y, mode)
+    else:
+        _all_attacks()[name](m, x, y, mode)
+    for k, v in m.named_buffers():
+        assert torch.equal(v, before[k]), (k, name, mode)
+    assert m.training
 
 
 def test_model_mode_train_and_none():

@@ -85,6 +85,75 @@ def test_every_page_rendered_with_provenance(built_book):
                 assert field in html, f"{page}: provenance field {field!r} not shown"
 
 
+def _pages_html():
+    return {page: (HTML / "executed" / f"{page}.html").read_text() for page in run.book_pages(ROOT)
+            if (HTML / "executed" / f"{page}.html").exists()}
+
+
+def _text(html):
+    "The visible text of a page's article (scripts, styles and tags removed; entities decoded)."
+    import html as h
+    m = re.search(r"<article\b.*?</article>", html, flags=re.S)
+    html = m.group(0) if m else html
+    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S | re.I)
+    return h.unescape(re.sub(r"<[^>]+>", " ", html))
+
+
+def test_no_page_shows_an_error_or_a_failed_chapter(built_book):
+    for page, html in _pages_html().items():
+        assert not re.search(r'class="[^"]*\btraceback\b', html), f"{page}: an error output is shown"
+        assert "This chapter failed to execute" not in html, f"{page}: the book shows a failed chapter"
+
+
+def test_no_lost_placeholders_or_replaced_text(built_book):
+    "`<name>` placeholders survive as text (not eaten as HTML tags), and '(c)' stays '(c)'."
+    for page, html in _pages_html().items():
+        text = _text(html)
+        i = text.find("//.")
+        assert i < 0, f"{page}: a path lost its <placeholders>: {text[max(0, i - 40):i + 20]!r}"
+        src = run.source_of(page, ROOT).read_text()
+        if "©" not in src:
+            assert "©" not in text, f"{page}: '(c)' was rendered as ©"
+
+
+def test_no_duplicate_section_numbers(built_book):
+    seen = {}
+    for page, html in _pages_html().items():
+        for num in re.findall(r'<h[1-6][^>]*>\s*<span class="section-number">([\d.]+)\s*</span>', html):
+            assert num not in seen, f"section number {num} appears in {seen[num]} and {page}"
+            seen[num] = page
+    assert seen, "no numbered sections found"
+
+
+def test_pages_are_light(built_book):
+    "Every page weighs at most 2 MB of HTML and local images (the widget state is in the HTML)."
+    heavy = []
+    for page, html in _pages_html().items():
+        size = len(html.encode())
+        for src in set(re.findall(r'<img[^>]*src="([^"]+)"', html)):
+            f = (HTML / "executed" / src.split("?")[0]).resolve()
+            if f.is_file():
+                size += f.stat().st_size
+        if size > 2_000_000:
+            heavy.append(f"{page}: {size / 1e6:.2f} MB")
+    assert not heavy, f"pages over 2 MB: {heavy}"
+
+
+def test_images_have_alt_text_and_no_absolute_paths(built_book):
+    for page, html in _pages_html().items():
+        for alt in re.findall(r'<img[^>]*alt="([^"]*)"', html):
+            assert alt and not re.fullmatch(r"[0-9a-f]{16,}.*\.(png|jpg|svg)", alt), f"{page}: alt text {alt!r}"
+        assert str(ROOT / "executed") not in html, f"{page}: the build machine's path is shown"
+    assert not (HTML / ".pytest_cache").exists(), "the book picked up .pytest_cache"
+
+
+def test_math_is_loaded_only_where_there_is_math(built_book):
+    intro = (HTML / "index.html").read_text() if not (HTML / "executed" / "intro.html").exists() else \
+        (HTML / "executed" / "intro.html").read_text()
+    if "$" not in run.source_of("intro", ROOT).read_text().replace("`$ROBBOOK", ""):
+        assert not re.search(r"<script[^>]*(tex-chtml|mathjax)", intro, re.I), "the intro loads MathJax without any math"
+
+
 _EXTERNAL = re.compile(r"^(https?:)?//", re.I)
 
 
@@ -222,3 +291,86 @@ def test_knob_widget_switches_frames_offline(server, browser, tmp_path):
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"
               and e.get("source") in ("javascript", "network") and "favicon" not in e["message"]]
     assert not severe, f"JavaScript errors or failed loads: {severe[:5]}"
+
+
+_OVERFLOW_JS = """
+const art = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+const right = art.getBoundingClientRect().right;
+const bad = [];
+if (document.documentElement.scrollWidth > window.innerWidth + 1) bad.push('page ' + document.documentElement.scrollWidth);
+for (const el of art.querySelectorAll('*')) {
+  if (el.closest('table, pre, .highlight, .jupyter-widgets, .widget-subarea, .output_html, mjx-assistive-mml, .tag_full-width')) continue;
+  if (el.querySelector('table, pre')) continue;
+  const cs = getComputedStyle(el);
+  const r = el.getBoundingClientRect();
+  if (r.width === 0 || cs.display === 'none' || cs.visibility === 'hidden') continue;
+  if (['auto', 'scroll'].includes(cs.overflowX) && el.scrollWidth > el.clientWidth + 2)
+    bad.push(el.tagName + '.' + el.className + ' scrolls: ' + el.scrollWidth + ' > ' + el.clientWidth);
+  else if (r.right > right + 4 && !el.closest('[style*="overflow"]'))
+    bad.push(el.tagName + '.' + el.className + ' sticks out by ' + Math.round(r.right - right) + ' px');
+}
+return bad.slice(0, 5);
+"""
+
+
+def test_no_sideways_scroll_at_1280px(server, browser):
+    "Outside tables and code, nothing on any page scrolls sideways or sticks out of the text column."
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.set_window_size(1280, 1000)
+    problems = {}
+    for page in run.book_pages(ROOT):
+        browser.get(f"{server}/executed/{page}.html")
+        WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        time.sleep(1.5)  # MathJax typesets after load
+        bad = browser.execute_script(_OVERFLOW_JS)
+        if bad:
+            problems[page] = bad
+    assert not problems, f"sideways scroll at 1280 px: {problems}"
+
+
+# ---------- absent data: a clear dataset error at once, or "not run here" rows ----------
+
+def _run_without_data(page, params, tmp_path):
+    "Execute a chapter into tmp_path with an empty data root; returns (papermill error or None, results)."
+    import papermill as pm
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    src = tmp_path / "src.ipynb"
+    nbformat.write(run.preprocess(nbformat.read(ROOT / "nbs" / f"{page}.ipynb", as_version=4)), src)
+    env = {"ROBBOOK_STATIC": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+           "ROBBOOK_DATA": str(empty)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        pm.execute_notebook(str(src), str(tmp_path / "out.ipynb"), kernel_name="python3", cwd=str(ROOT),
+                            progress_bar=False, parameters={"profile": "smoke", "device": "cpu",
+                                                            "data_root": str(empty), "results_dir": str(tmp_path),
+                                                            **params})
+        err = None
+    except pm.PapermillExecutionError as e:
+        err = e
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    res = tmp_path / f"{run.chapter_name(page)}.json"
+    return err, (json.loads(res.read_text()) if res.exists() else None)
+
+
+@pytest.mark.slow
+def test_tsipras_without_mnist_finishes_with_not_run_here_rows(tmp_path):
+    "The deep-network slot asked for MNIST, which is absent: the chapter goes on and says so in its claims."
+    err, res = _run_without_data("01_tsipras", {"mnist_data": "mnist"}, tmp_path)
+    assert err is None, f"{err.ename}: {err.evalue}" if err else ""
+    mnist = [c for c in res["results"]["claims"] if c["claim"].startswith("MNIST")]
+    assert mnist and all(c["verdict"] == "not run here" for c in mnist)
+    assert all("not available" in c["note"] or "absent" in c["note"] for c in mnist)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page, params", [("01_tsipras", {"linear_data": "mnist"}),
+                                          ("04_moayeri", {"cs_dataset": "mnist"})])
+def test_required_data_absent_stops_with_the_dataset_error(page, params, tmp_path):
+    "Data an experiment cannot go on without: the run stops with the dataset's own error, saying where to put it."
+    err, _ = _run_without_data(page, params, tmp_path)
+    assert err is not None and err.ename == "DatasetNotFoundError", (err.ename, err.evalue) if err else "no error"
+    assert "mnist" in err.evalue.lower()

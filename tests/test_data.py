@@ -531,3 +531,68 @@ def test_loader_rejects_bad_arguments():
         Loader(d, 4, rank=2, world_size=2)
     with pytest.raises(ValueError, match="batch_size"):
         Loader(d, 0)
+
+
+def test_loader_unpadded_shards_deal_out_the_one_process_batches():
+    "pad=False: disjoint shards covering the data once, and step j of all ranks is batch j of one process."
+    d = indexed_data(103)
+    for world in (2, 3):
+        lds = [Loader(d, 4, seed=7, rank=r, world_size=world, pad=False) for r in range(world)]
+        shards = [ld.indices(1) for ld in lds]
+        assert sorted(torch.cat(shards).tolist()) == list(range(103))          # nothing repeated, nothing lost
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+        assert [len(ld) for ld in lds] == [len(range(r, 103, world)) // 4 + bool(len(range(r, 103, world)) % 4)
+                                           for r in range(world)]
+        whole = Loader(d, 4 * world, seed=7).indices(1)
+        for j in range(103 // (4 * world)):
+            step = torch.cat([s[4 * j:4 * j + 4] for s in shards])
+            assert sorted(step.tolist()) == sorted(whole[4 * world * j:4 * world * (j + 1)].tolist())
+
+
+def _noise_folder(root, n, size=8, seed=0):
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        png(root / f"c{i % 3}" / f"{i:05d}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    return root
+
+
+def test_folder_fingerprint_and_shape(tmp_path):
+    a = D.load_folder(_noise_folder(tmp_path / "a", 12))
+    assert a.shape == (3, 8, 8) and len(a.fingerprint()) == 32
+    assert D.load_folder(tmp_path / "a").fingerprint() == a.fingerprint()          # a new object, same files
+    import shutil
+    shutil.copytree(tmp_path / "a", tmp_path / "elsewhere" / "b")
+    assert D.load_folder(tmp_path / "elsewhere" / "b").fingerprint() == a.fingerprint()   # moved: same data
+    assert D.load_folder(tmp_path / "a", size=4).fingerprint() != a.fingerprint()      # other decoding
+    assert D.load_folder(tmp_path / "a", size=4).shape == (3, 4, 4)
+    assert a.subset([0, 1, 2]).fingerprint() != a.fingerprint()
+    png(tmp_path / "a" / "c0" / "00000.png", np.zeros((9, 9, 3), np.uint8))           # another file size
+    assert D.load_folder(tmp_path / "a").fingerprint() != a.fingerprint()
+
+
+def test_folder_errors_name_the_file_or_the_fix(tmp_path):
+    root = _noise_folder(tmp_path / "f", 4)
+    (root / "c0" / "broken.png").write_bytes(b"not a png")
+    ds = D.load_folder(root)
+    with pytest.raises(ValueError, match="broken.png.*replace or remove"):
+        ds[ds.paths.index(str(root / "c0" / "broken.png"))]
+    png(root / "c1" / "big.png", np.zeros((12, 12, 3), np.uint8))
+    (root / "c0" / "broken.png").unlink()
+    with pytest.raises(ValueError, match="differ in size.*size="):
+        list(Loader(D.load_folder(root), 8, num_workers=0, shuffle=False))
+    with pytest.raises(DatasetNotFoundError, match="class name"):
+        D.load_folder(tmp_path / "missing")
+
+
+def test_folder_loader_is_the_same_for_any_number_of_workers(tmp_path):
+    ds = D.load_folder(_noise_folder(tmp_path / "f", 20, size=12), size=8, train=True)    # random crops
+    run = lambda w: [(x.clone(), y.clone()) for x, y in Loader(ds, 6, num_workers=w, seed=3, rank=1, world_size=2,
+                                                               pad=False)]  # noqa: E731
+    a, b = run(0), run(2)
+    assert len(a) == len(b) == 2
+    assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+    ld = Loader(ds, 6, num_workers=0, seed=3)
+    e0, e1 = torch.cat([x for x, _ in ld]), torch.cat([x for x, _ in ld])    # two epochs: other crops and order
+    assert not torch.equal(e0, e1)
+    ld.set_epoch(0)
+    assert torch.equal(torch.cat([x for x, _ in ld]), e0)                   # an epoch is a function of (seed, epoch)

@@ -396,3 +396,25 @@ def test_suite_checkpoints_and_evaluate_suite(tmp_path):
     assert len(rows) == 3 and [r["norm"] for r in rows] == ["standard", "l2", "linf"]
     for r in rows:
         assert 0.0 <= r["imagenet"] <= 1.0 and "objectnet" not in r and "wb_gap" not in r
+
+
+# ---------- background strength and feature scales (the theory-designed background sweep) ----------
+
+def test_background_strength_scales_the_class_signal():
+    objs = _objects(200)
+    t = objs.y % objs.num_classes
+    grey = D.render_backgrounds(t, objs.num_classes, kind="color", seed=0, strength=0.0).float()
+    full = D.render_backgrounds(t, objs.num_classes, kind="color", seed=0, strength=1.0).float()
+    # strength 0: every type is the same grey up to brightness and noise, so the class means nearly coincide
+    spread = lambda x: torch.stack([x[t == c].mean(0) for c in range(objs.num_classes)]).std(0).mean()
+    assert spread(grey) < 0.1 * spread(full)
+    with pytest.raises(ValueError, match="strength"):
+        D.render_backgrounds(t, objs.num_classes, strength=-1.0)
+
+
+def test_feature_scales_grow_linearly_with_strength():
+    objs = _objects(400)
+    s = {st: D.feature_scales(objs, strength=st, seed=0) for st in (0.5, 1.0)}
+    assert s[0.5]["object_l2"] == pytest.approx(s[1.0]["object_l2"])     # the object does not change
+    assert s[1.0]["background_l2"] == pytest.approx(2 * s[0.5]["background_l2"], rel=0.15)
+    assert s[1.0]["ratio_linf"] > s[0.5]["ratio_linf"] > 0

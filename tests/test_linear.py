@@ -99,3 +99,37 @@ def test_input_validation():
         fit_linear(x, y, loss="squared", epochs=1)
     with pytest.raises(ValueError):
         fit_linear(x, y, norm="l1", epochs=1)
+
+
+# ---------- Tsipras Theorem 2.2: the sample SVM and its population twin solve the same problem ----------
+
+def test_svm_population_ball_matches_the_sample_svm():
+    "fit_svm (||w|| <= 1) on many samples approaches svm_population(constraint='ball'), norm and direction."
+    import numpy as np
+    from robbook.theory.tsipras import fit_svm, sample, svm_population
+    p, eta, d, eps = 0.7, 0.3, 20, 0.2       # a non-separable setting with an interior direction
+    pop = svm_population(p, eta, d, eps_train=eps, constraint="ball")
+    X, y = sample(20000, d, p, eta, seed=0)
+    w, _ = fit_svm(X, y, eps=eps)
+    direction = np.array([w[0], w[1:].mean() * np.sqrt(d)]) / np.linalg.norm(w)
+    assert abs(np.linalg.norm(w) - pop["norm"]) < 0.05
+    assert np.allclose(direction, np.array([pop["w1"], pop["v"]]) / pop["norm"], atol=0.05)
+
+
+def test_svm_collapse_is_the_same_on_both_sides():
+    "At p = 0.8, d = 100, eps = 0.8 the ball problem's optimum is w = 0, on samples and in the population."
+    import numpy as np
+    from robbook.theory.tsipras import fit_svm, sample, svm_population
+    p, d, eta, eps = 0.8, 100, 0.4, 0.8
+    pop = svm_population(p, eta, d, eps_train=eps, constraint="ball")
+    X, y = sample(2000, d, p, eta, seed=0)
+    w, _ = fit_svm(X, y, eps=eps)
+    assert pop["norm"] < 1e-3 and np.linalg.norm(w) < 1e-3
+    sphere = svm_population(p, eta, d, eps_train=eps)   # the paper's ||w|| = 1 problem answers (1, 0)
+    assert sphere["norm"] == 1.0 and sphere["w1"] > 0.999
+
+
+def test_svm_population_rejects_unknown_constraint():
+    from robbook.theory.tsipras import svm_population
+    with pytest.raises(ValueError, match="constraint"):
+        svm_population(0.9, 0.1, 10, constraint="cube")

@@ -192,6 +192,25 @@ def test_robust_accuracy_exact_for_linear_model():
     assert M.accuracy(model, (x, y)) == pytest.approx((margin > 0).float().mean().item())
 
 
+def test_robust_accuracy_by_evaluate_robust_version():
+    "A version name runs robbook.attacks.evaluate_robust: exact on a linear model (worst case in closed form)."
+    g = torch.Generator().manual_seed(2)
+    x = 0.3 + 0.4 * torch.rand(300, 1, 2, 3, generator=g)     # eps = 0.02 never reaches the box [0, 1]
+    w = torch.randn(6, generator=g)
+    model = BinaryLinear(w, b=-float((x.flatten(1) @ w).median()))
+    y = (model.score(x) > 0).long().detach()
+    eps = 0.02
+    margin = (2 * y - 1) * model.score(x).detach()
+    expected = (margin > eps * w.abs().sum()).float().mean().item()
+    assert M.robust_accuracy(model, (x, y), "fast", norm="linf", eps=eps) == pytest.approx(expected, abs=0.01)
+    with pytest.raises(ValueError, match="needs eps="):
+        M.robust_accuracy(model, (x, y), "standard")
+    with pytest.raises(ValueError, match="allowed values: \\['standard', 'fast', 'pgd'\\]"):
+        M.robust_accuracy(model, (x, y), "autoattack", eps=eps)
+    with pytest.raises(ValueError, match="only apply when attack is a version name"):
+        M.robust_accuracy(model, (x, y), functools.partial(linear_linf_attack, eps=eps), eps=eps)
+
+
 def test_fooling_rate_exact():
     # model predicts sign of the first pixel; attack negates the images whose second pixel is positive
     x = torch.randn(300, 1, 1, 2, generator=torch.Generator().manual_seed(2))

@@ -124,11 +124,16 @@ def test_split_directives_and_preprocess():
         nbformat.v4.new_markdown_cell("#| not code"),
     ])
     out = run.preprocess(nb)
-    assert [c.cell_type for c in out.cells] == ["code", "code", "markdown", "markdown"]
-    assert out.cells[0].metadata["tags"] == ["remove-cell"]
-    assert out.cells[1].metadata["tags"] == ["remove-input"] and out.cells[1].source == "print(1)"
-    assert "loop()" in out.cells[2].source and "```python" in out.cells[2].source
+    style, *cells = out.cells  # a hidden first cell sets the book's figure style
+    assert "book_style()" in style.source and style.metadata["tags"] == ["remove-cell"]
+    assert [c.cell_type for c in cells] == ["code", "code", "markdown", "markdown"]
+    assert cells[0].metadata["tags"] == ["remove-cell"]
+    assert cells[1].metadata["tags"] == ["remove-input"] and cells[1].source == "print(1)"
+    assert "loop()" in cells[2].source and "```python" in cells[2].source
     assert nb.cells[1].source.startswith("#| hide"), "preprocess must not modify its input"
+    folded = run.preprocess(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("#| fold\nplot()")]))
+    assert folded.cells[1].metadata["tags"] == ["hide-input"] and folded.cells[1].source == "plot()"
+    assert run.preprocess(nb).cells[0].id == out.cells[0].id, "the style cell's id is stable (the page key depends on it)"
 
 
 def test_parse_value():
@@ -169,6 +174,103 @@ def test_cli_rejects_bad_profile_and_type_for_each_chapter(chapter):
     r = subprocess.run([sys.executable, "-m", "robbook", "run", chapter, "-p", key, bad],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and f"'{key}'" in r.stderr
+
+
+# ---------- transactional runs, profiles side by side ----------
+
+def _demo_book(tmp_path):
+    "A one-chapter book (the `demo` profile) whose chapter fails when eps >= 0.5."
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+    root = tmp_path / "book"
+    (root / "nbs").mkdir(parents=True)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: executed/intro\nchapters:\n  - file: executed/01_demo\n")
+    (root / "nbs" / "intro.md").write_text("# Intro\n")
+    params = new_code_cell('profile = "smoke"\ndevice = "cpu"\ndata_root = None\nseed = 0\nresults_dir = None\n'
+                           'n = None\neps = None')
+    params.metadata["tags"] = ["parameters"]
+    nbformat.write(new_notebook(cells=[
+        new_markdown_cell("# Demo chapter\n\nA figure of nothing:"), params,
+        new_code_cell("from robbook.config import resolve_from, start_run, finish_run\n"
+                      "cfg = start_run(resolve_from(globals(), 'demo'), show=False)"),
+        new_code_cell("assert cfg.eps < 0.5, 'eps too large for the demo'\nprint('n =', cfg.n)"),
+        new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1]); plt.show()"),
+        new_code_cell("finish_run(cfg, {'n': cfg.n, 'claims': [{'claim': 'c', 'verdict': 'reproduced'}]}, show=False)"),
+    ]), root / "nbs" / "01_demo.ipynb")
+    return root
+
+
+def _no_errors(path):
+    return not run.notebook_errors(nbformat.read(path, as_version=4))
+
+
+def test_failed_run_leaves_the_good_copy_and_the_book_says_so(tmp_path):
+    root = _demo_book(tmp_path)
+    shown = run.execute_page("01_demo", profile="smoke", params={"device": "cpu"}, root=root, log=lambda *a: None)
+    js = root / "executed" / "demo.json"
+    good_nb, good_js = shown.read_bytes(), js.read_bytes()
+    meta = nbformat.read(shown, as_version=4).metadata["robbook"]
+    assert meta["status"] == "ok" and meta["profile"] == "smoke" and _no_errors(shown)
+    assert (root / "executed" / "runs" / "smoke" / "01_demo.ipynb").exists()
+    assert json.loads(good_js)["results"]["n"] == profiles.PROFILES["demo"]["smoke"]["n"]
+    # the provenance holds no absolute path of this machine
+    assert str(root) not in json.dumps(json.loads(good_js)["provenance"]["parameters"])
+    # the image output got its alt text from the markdown before it
+    img = [c for c in nbformat.read(shown, as_version=4).cells if "plt.plot" in c.source][0]
+    assert img.metadata["mystnb"]["image"]["alt"].startswith("A figure of nothing")
+    # the CLI re-run fails, says where the failed run is, and touches nothing of the good run
+    r = subprocess.run([sys.executable, "-m", "robbook", "run", "demo", "--root", str(root), "--device", "cpu",
+                        "-p", "eps", "0.9", "--force"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "eps too large" in r.stderr, r.stderr
+    assert "executed/failed/01_demo.smoke.ipynb" in r.stderr and "unchanged" in r.stderr
+    assert (root / "executed" / "failed" / "01_demo.smoke.ipynb").exists()
+    assert shown.read_bytes() == good_nb and js.read_bytes() == good_js
+    assert not (root / "executed" / ".tmp").exists() or not any((root / "executed" / ".tmp").iterdir())
+    # the book build runs it again, fails, says which page and where, and keeps showing the good run
+    logs = []
+    with pytest.raises(SystemExit, match="01_demo.*eps too large") as e:
+        run.build_book(profile="smoke", device="cpu", params={"eps": 0.9}, root=root, render=False, log=logs.append)
+    assert "executed/failed/01_demo.smoke.ipynb" in str(e.value)
+    assert shown.read_bytes() == good_nb and js.read_bytes() == good_js and _no_errors(shown)
+    # without the failing parameter the book builds from the good copy
+    assert run.build_book(profile="smoke", execute="none", root=root, render=False, log=logs.append)
+
+
+def test_book_never_shows_an_error_page(tmp_path):
+    root = _demo_book(tmp_path)
+    with pytest.raises(SystemExit, match="01_demo"):
+        run.build_book(profile="smoke", params={"eps": 0.9}, root=root, render=False, log=lambda *a: None)
+    shown = root / "executed" / "01_demo.ipynb"
+    nb = nbformat.read(shown, as_version=4)
+    assert nb.metadata["robbook"]["status"] == "placeholder" and _no_errors(shown)
+    assert "failed to execute" in nb.cells[0].source and "eps too large" in nb.cells[0].source
+    # an executed copy that holds an error output (e.g. from an older robbook) is never rendered either
+    run.execute_page("01_demo", params={"device": "cpu"}, root=root, log=lambda *a: None)
+    bad = nbformat.read(shown, as_version=4)
+    bad.cells[-1].outputs = [nbformat.v4.new_output("error", ename="KeyError", evalue="'std_acc'", traceback=[])]
+    nbformat.write(bad, shown)
+    assert run.select_copies(["01_demo"], "smoke", root, log=lambda *a: None) == []
+    assert _no_errors(shown), "the good run must replace a shown copy holding an error"
+
+
+def test_profiles_side_by_side(tmp_path):
+    root = _demo_book(tmp_path)
+    quiet = lambda *a: None
+    for prof in ("smoke", "quick"):
+        run.execute_page("01_demo", profile=prof, params={"device": "cpu"}, root=root, log=quiet)
+    shown, js = root / "executed" / "01_demo.ipynb", root / "executed" / "demo.json"
+    assert nbformat.read(shown, as_version=4).metadata["robbook"]["profile"] == "quick"  # the latest run
+    run.build_book(profile="smoke", execute="none", root=root, render=False, log=quiet)
+    assert nbformat.read(shown, as_version=4).metadata["robbook"]["profile"] == "smoke"
+    assert json.loads(js.read_text())["provenance"]["profile"] == "smoke", "notebook and JSON move together"
+    logs = []
+    run.build_book(profile="full", execute="none", root=root, render=False, log=logs.append)
+    assert any("no 'full' run here" in l for l in logs)
+    run.build_book(profile="quick", execute="none", root=root, render=False, log=quiet)
+    assert json.loads(js.read_text())["results"]["n"] == profiles.PROFILES["demo"]["quick"]["n"]
+    # an up-to-date run is reused, not executed again
+    logs = []
+    run.execute_page("01_demo", profile="smoke", params={"device": "cpu"}, root=root, log=logs.append)
+    assert any("reused" in l for l in logs) and json.loads(js.read_text())["provenance"]["profile"] == "smoke"
 
 
 # ---------- widgets ----------

@@ -79,7 +79,8 @@ def robust_accuracy_bound(p, std_accuracy):
 def fit_svm(X, y, eps: float = 0.0, norm_bound: float = 1.0, bias: bool = False,
             solver: str | None = None) -> tuple[np.ndarray, float]:
     """Soft-margin SVM of *Tsipras et al. (2019), eq. (5)*, solved exactly with cvxpy:
-    minimise mean(max(0, 1 - y(w.x + b) + eps*||w||_1)) subject to ||w||_2 <= norm_bound.
+    minimise mean(max(0, 1 - y(w.x + b) + eps*||w||_1)) subject to ||w||_2 <= norm_bound (the convex
+    relaxation of the paper's ||w||_2 = 1; its population twin is `svm_population(constraint="ball")`).
     eps > 0 is exact l_inf adversarial training. Returns (w, b)."""
     import cvxpy as cp
     X, y = np.asarray(X, float), np.asarray(y, float)
@@ -115,30 +116,41 @@ def _sym_accuracy(w1, v, p, eta, d, eps=0.0, attack_x1=True) -> float:
 
 
 def svm_population(p: float, eta: float, d: int, eps_train: float = 0.0, eps_eval: float | None = None,
-                   attack_x1: bool = True, grid: int = 4001) -> dict:
-    """Exact population soft-margin SVM of unit norm on D (*Tsipras et al. (2019), Theorem 2.2, eq. (5)*),
-    trained on the standard (eps_train=0) or l_inf adversarial hinge loss, reduced by symmetry to
-    (w1, v) = (cos t, sin t) with weight v/sqrt(d) on each weak feature. Accuracies are exact;
-    `eps_eval` defaults to 2*eta."""
+                   attack_x1: bool = True, grid: int = 4001, constraint: str = "sphere") -> dict:
+    """Exact population soft-margin SVM on D (*Tsipras et al. (2019), Theorem 2.2, eq. (5)*), trained on
+    the standard (eps_train=0) or l_inf adversarial hinge loss, reduced by symmetry to weights
+    r*(cos t, sin t) with r*sin(t)/sqrt(d) on each weak feature. `constraint="sphere"`: ||w||_2 = 1
+    (r = 1, the paper's problem); `"ball"`: ||w||_2 <= 1, the convex problem `fit_svm` solves on
+    samples (compare those two). Accuracies are exact; `eps_eval` defaults to 2*eta."""
+    if constraint not in ("sphere", "ball"):
+        raise ValueError(f"constraint must be 'sphere' (||w|| = 1) or 'ball' (||w|| <= 1); got {constraint!r}")
     k, sd = eta * np.sqrt(d), np.sqrt(d)
 
-    def loss(t):
+    def loss(t, r=1.0):
         w1, v = np.cos(t), np.sin(t)
         pen = eps_train * (sd * np.abs(v) + (np.abs(w1) if attack_x1 else 0.0))
-        return (p * hinge_gaussian(w1 + v * k - pen, np.abs(v))
-                + (1 - p) * hinge_gaussian(-w1 + v * k - pen, np.abs(v)))
+        return (p * hinge_gaussian(r * (w1 + v * k - pen), r * np.abs(v))
+                + (1 - p) * hinge_gaussian(r * (-w1 + v * k - pen), r * np.abs(v)))
 
     ts = np.linspace(-np.pi, np.pi, grid)
-    vals = loss(ts)
-    i = int(np.argmin(vals))
     h = 2 * np.pi / (grid - 1)
-    res = optimize.minimize_scalar(lambda t: float(loss(t)), bounds=(ts[i] - h, ts[i] + h), method="bounded",
-                                   options={"xatol": 1e-10})
-    cands = [ts[i], res.x, 0.0, np.pi / 2]
-    t = min(cands, key=lambda c: float(loss(c)))
-    w1, v = float(np.cos(t)), float(np.sin(t))
+    if constraint == "sphere":
+        i = int(np.argmin(loss(ts)))
+        res = optimize.minimize_scalar(lambda t: float(loss(t)), bounds=(ts[i] - h, ts[i] + h), method="bounded",
+                                       options={"xatol": 1e-10})
+        t, r = min([ts[i], res.x, 0.0, np.pi / 2], key=lambda c: float(loss(c))), 1.0
+    else:  # the loss is convex in w = r(cos t, sin t): a grid over (t, r), then a local polish
+        rs = np.linspace(0, 1, 201)
+        vals = loss(ts[:, None], rs[None, :])
+        i, j = np.unravel_index(int(np.argmin(vals)), vals.shape)
+        res = optimize.minimize(lambda z: float(loss(z[0], z[1])), x0=[ts[i], rs[j]], method="L-BFGS-B",
+                                bounds=[(ts[i] - h, ts[i] + h), (0.0, 1.0)])
+        t, r = min([(ts[i], rs[j]), tuple(res.x), (0.0, 0.0)], key=lambda c: float(loss(*c)))
+        r = float(r)
+    w1, v = float(r * np.cos(t)), float(r * np.sin(t))
     eps_eval = 2 * eta if eps_eval is None else eps_eval
-    return dict(p=p, eta=eta, d=d, eps_train=eps_train, w1=w1, v=v, weak_weight=v / sd,
-                weak_l1=abs(v) * sd, margin_loss=float(loss(t)),
-                std_accuracy=_sym_accuracy(w1, v, p, eta, d, 0.0, attack_x1),
-                adv_accuracy=_sym_accuracy(w1, v, p, eta, d, eps_eval, attack_x1), eps_eval=eps_eval)
+    acc = lambda e: _sym_accuracy(w1, v, p, eta, d, e, attack_x1) if r > 0 else float("nan")
+    return dict(p=p, eta=eta, d=d, eps_train=eps_train, constraint=constraint, norm=r, w1=w1, v=v,
+                weak_weight=v / sd, weak_l1=abs(v) * sd, margin_loss=float(loss(t, r)),
+                std_accuracy=acc(0.0), adv_accuracy=acc(eps_eval), eps_eval=eps_eval)
+

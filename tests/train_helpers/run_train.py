@@ -1,12 +1,15 @@
 """Run `robbook.train.train` on the easy task in a child process (for the kill/resume and DDP tests).
 
-    python run_train.py CACHE_DIR OUT_DIR CONFIG_JSON [--exit-after K] [--sleep S] [--n N]
+    python run_train.py CACHE_DIR OUT_DIR CONFIG_JSON [--exit-after K] [--sleep S] [--num-images N] [--val M]
+                        [--eval-attack JSON] [--folder DIR] [--num-workers W]
 
 Writes OUT_DIR/rank{RANK}.json with the history, a digest and the flat weights of the model,
 `epochs_run`, `from_cache` and the number of files this process wrote. `--exit-after K` makes
 the process `os._exit(17)` right after writing the checkpoint of epoch K (a crash); `--sleep S`
 sleeps S seconds per batch (to give a SIGKILL time to land mid-epoch); `--code-version V` uses V
-as `robbook.train.code_version()` (the test process's, so that cache keys agree).
+as `robbook.train.code_version()` (the test process's, so that cache keys agree); `--val M`
+validates on `easy_data(M, 1)` with `--eval-attack` (a JSON dict); `--folder DIR` streams the
+training data from the ImageFolder DIR (grey images) instead of `easy_data(N, 0)`.
 """
 import argparse
 import json
@@ -30,8 +33,12 @@ p.add_argument("out")
 p.add_argument("config")
 p.add_argument("--exit-after", type=int, default=None)
 p.add_argument("--sleep", type=float, default=0.0)
-p.add_argument("--n", type=int, default=256)
+p.add_argument("--num-images", dest="n", type=int, default=256)
 p.add_argument("--code-version", default=None)
+p.add_argument("--val", type=int, default=0)
+p.add_argument("--eval-attack", default=None)
+p.add_argument("--folder", default=None)
+p.add_argument("--num-workers", type=int, default=0)
 a = p.parse_args()
 if a.code_version:     # the parent's: keys stay comparable even if a source file changes meanwhile
     T.code_version = lambda: a.code_version
@@ -67,7 +74,15 @@ if a.sleep:
     T._objective = slow_objective
 
 cfg = T.TrainConfig.from_dict(json.loads(a.config))
-res = T.train(cfg, easy_data(a.n, 0), device="cpu", cache_dir=a.cache, progress=False)
+if a.folder:
+    from robbook.data import load_folder
+    data = load_folder(a.folder, mode="L")
+else:
+    data = easy_data(a.n, 0)
+kw = {}
+if a.val:
+    kw = dict(val_data=easy_data(a.val, 1), eval_attack=json.loads(a.eval_attack) if a.eval_attack else None)
+res = T.train(cfg, data, device="cpu", cache_dir=a.cache, progress=False, num_workers=a.num_workers, **kw)
 out = {"history": res.history, "digest": weights_digest(res.model), "epochs_run": res.epochs_run,
        "from_cache": res.from_cache, "writes": len(writes), "key": res.key,
        "weights": torch.cat([v.flatten().double() for _, v in sorted(res.model.state_dict().items())]).tolist()}
