@@ -499,10 +499,12 @@ class _BenchCNN(nn.Module):
 
 
 def benchmark(batch: int = 256, device: str = "cpu", steps: int = 10, eps: float = 0.3, repeats: int = 5,
-              show: bool = True) -> dict:
+              show: bool = True, compile: bool = False) -> dict:
     """Images/s of `pgd` (ℓ∞, `steps` steps) and of `torchattacks.PGD` with the same settings on the same
     model (`robbook.models` `mnist_cnn` if available, else a small CNN) and batch; prints a table and
-    returns the numbers (`ratio` = robbook / torchattacks)."""
+    returns the numbers (`ratio` = robbook / torchattacks). `compile=True` also times `pgd` on
+    `torch.compile(model)` and, on CUDA, on `torch.compile(model, mode="reduce-overhead")` (CUDA graphs:
+    small models are launch-bound on a GPU); every attack takes such a compiled model as it is."""
     from robbook.config import get_device
     dev = get_device(device)
     torch.manual_seed(0)
@@ -518,6 +520,15 @@ def benchmark(batch: int = 256, device: str = "cpu", steps: int = 10, eps: float
 
     fns = {"robbook_pgd": lambda: pgd(model, x, y, eps=eps, alpha=alpha, steps=steps),
            "robbook_pgd_last_iterate": lambda: pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, use_best=False)}
+    if compile:
+        modes = ["default"] + (["reduce-overhead"] if dev.type == "cuda" else [])
+        for mode in modes:
+            try:
+                cm = torch.compile(model, mode=mode)
+                pgd(cm, x, y, eps=eps, alpha=alpha, steps=steps)      # compile outside the timed rounds
+                fns[f"robbook_pgd_compile_{mode}"] = lambda cm=cm: pgd(cm, x, y, eps=eps, alpha=alpha, steps=steps)
+            except Exception as e:                                   # no C++ compiler, no Triton, ...
+                print(f"torch.compile(mode={mode!r}) unavailable here: {type(e).__name__}: {str(e)[:200]}")
     try:
         import torchattacks
         atk = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
@@ -543,6 +554,10 @@ def benchmark(batch: int = 256, device: str = "cpu", steps: int = 10, eps: float
         print(f"{'attack':<36}{'images/s':>12}")
         print(f"{'robbook pgd (use_best=True)':<36}{res['robbook_pgd']:>12.1f}")
         print(f"{'robbook pgd (use_best=False)':<36}{res['robbook_pgd_last_iterate']:>12.1f}")
+        for k in res:
+            if k.startswith("robbook_pgd_compile_"):
+                label = f"robbook pgd, torch.compile {k[len('robbook_pgd_compile_'):]}"
+                print(f"{label:<36}{res[k]:>12.1f}   ({res[k] / res['robbook_pgd']:.2f}x eager)")
         if res["torchattacks_pgd"] is not None:
             print(f"{'torchattacks PGD':<36}{res['torchattacks_pgd']:>12.1f}")
             print(f"{'ratio robbook / torchattacks':<36}{res['ratio']:>12.2f}")

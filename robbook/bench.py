@@ -8,10 +8,11 @@ import sys
 
 
 def main(argv=None) -> int:
-    "Run a benchmark: `attacks`, `train` or `eval`."
+    "Run a benchmark: `attacks`, `train` or `eval` [--device DEV] [--compile]."
     argv = sys.argv[1:] if argv is None else list(argv)
+    usage = "usage: python -m robbook.bench {attacks,train,eval} [--device cpu|cuda|cuda:N] [--compile]"
     if not argv or argv[0] not in ("attacks", "train", "eval"):
-        print("usage: python -m robbook.bench {attacks,train,eval}", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     if argv[0] == "attacks":
         from robbook.attacks import benchmark
@@ -19,15 +20,18 @@ def main(argv=None) -> int:
         from robbook.evaluate import benchmark
     else:
         from robbook.train import benchmark
-    kw = {}
-    if "--device" in argv[1:]:
-        import inspect
-        i = argv.index("--device")
-        if i + 1 >= len(argv) or "device" not in inspect.signature(benchmark).parameters:
-            print(f"usage: python -m robbook.bench {argv[0]}: --device takes a value and only the train "
-                  "benchmark accepts it (e.g. bench train --device cuda)", file=sys.stderr)
+    import inspect
+    params = inspect.signature(benchmark).parameters
+    kw, rest = {}, argv[1:]
+    while rest:
+        a = rest.pop(0)
+        if a == "--device" and rest:
+            kw["device"] = rest.pop(0)
+        elif a == "--compile" and "compile" in params:
+            kw["compile"] = True
+        else:
+            print(f"{usage}\n(--compile: attacks and train only); got {a!r}", file=sys.stderr)
             return 2
-        kw["device"] = argv[i + 1]
     benchmark(**kw)
     return 0
 

@@ -646,7 +646,8 @@ def main(argv=None) -> int:
     p_train.add_argument("args", nargs=argparse.REMAINDER, help="see python -m robbook train --help")
     p_bench = sub.add_parser("bench", help="speed benchmarks")
     p_bench.add_argument("what", choices=["attacks", "train", "eval"])
-    p_bench.add_argument("--device", default=None, help="train only: cpu or cuda[:N] (default: the CPU, and the GPU if any)")
+    p_bench.add_argument("--device", default=None, help="cpu or cuda[:N] (train's default: the CPU, and the GPU if any)")
+    p_bench.add_argument("--compile", action="store_true", help="attacks, train: also time torch.compile (CUDA graphs on a GPU)")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "run":
@@ -668,7 +669,8 @@ def main(argv=None) -> int:
             return cli(a.args)
         elif a.cmd == "bench":
             from robbook.bench import main as bench_main
-            return bench_main([a.what] + (["--device", a.device] if a.device else []))
+            return bench_main([a.what] + (["--device", a.device] if a.device else [])
+                              + (["--compile"] if a.compile else []))
     except ParameterError as e:
         print(f"robbook: {e}", file=sys.stderr)
         return 2

@@ -962,7 +962,7 @@ def train(cfg: TrainConfig | dict, train_data, *, val_data=None, device: str = "
     if rank > 0:   # same initial weights everywhere, independent attack noise per process
         seed_everything((cfg.seed * 1_000_003 + rank) % 2**63)
     cuda = dev.type == "cuda"
-    if cuda and cfg.channels_last:
+    if cuda and cfg.channels_last and _channels_last_ok(model):
         model = model.to(memory_format=torch.channels_last)
     _apply_backend_settings(_backend_settings(cfg, dev))
 
@@ -986,6 +986,11 @@ def train(cfg: TrainConfig | dict, train_data, *, val_data=None, device: str = "
     return result
 
 # %% ../nbs/16_train.ipynb #de1539ec
+def _channels_last_ok(model: nn.Module) -> bool:
+    "channels_last applies to 4-D weights only: a model with 5-D ones (the P4 group convolutions) stays as it is."
+    return all(t.dim() != 5 for t in model.parameters())
+
+
 @dataclass
 class _Run:
     "What the loop needs to know about one training run."
@@ -1068,6 +1073,7 @@ def _train_loop(run: _Run, train_data, val_data, attack_fn, decision, augment, e
     if cfg.compile:
         net = torch.compile(net)
 
+    channels_last = cuda and cfg.channels_last and _channels_last_ok(model)
     epochs_run = 0
     for epoch in range(start, cfg.epochs):
         loader.set_epoch(epoch)
@@ -1082,7 +1088,7 @@ def _train_loop(run: _Run, train_data, val_data, attack_fn, decision, augment, e
             lr = lr_at(cfg, epoch + (i + 0.5) / n_batches)
             for g in opt.param_groups:
                 g["lr"] = lr
-            if cuda and cfg.channels_last and x.dim() == 4:
+            if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with run.amp_ctx():
                 loss, st = _objective(cfg, net, model, x, y)
@@ -1287,10 +1293,14 @@ def benchmark(n_cpu: int = 512, n_gpu: int = 10240, device: str | None = None, c
     out = {}
     if dev is None or dev.type == "cpu":
         out["cpu"] = _bench_cpu(n_cpu)
-    if dev is not None and dev.type == "cuda":
-        out["gpu"] = _bench_gpu(n_gpu, str(dev), compile)
-    elif dev is None and torch.cuda.is_available():
-        out["gpu"] = _bench_gpu(n_gpu, "cuda", compile)
+    gpu = str(dev) if dev is not None and dev.type == "cuda" else (
+        "cuda" if dev is None and torch.cuda.is_available() else None)
+    if gpu is not None:
+        out["gpu"] = _bench_gpu(n_gpu, gpu)
+        if compile:                              # eager first, then the same with torch.compile
+            out["gpu_compile"] = _bench_gpu(n_gpu, gpu, True)
+            print(f"  torch.compile speed-up: standard {out['gpu']['standard_s'] / out['gpu_compile']['standard_s']:.2f}x, "
+                  f"PGD-10 {out['gpu']['pgd10_s'] / out['gpu_compile']['pgd10_s']:.2f}x")
     elif dev is None:
         print("GPU: none visible, skipped (python -m robbook bench train --device cuda on a machine with one)")
     return out

@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from _helpers import SmallCNN, lp
 from robbook.attacks import (STEP_RULES, L1Step, apgd, attack_mode, cw_margin_loss, deepfool, evaluate_robust, fgsm,
                              make_step_rule, match_representation, pgd, project_l1_box)
 
@@ -18,35 +19,10 @@ NORMS = ["linf", "l2", "l1"]
 FMNIST = Path(os.environ.get("ROBBOOK_FMNIST", "/usr/share/datasets/fashion-mnist"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    "One torch thread: much faster than two on a shared 2-core machine, and deterministic."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def lp(d, norm):
-    d = d.flatten(1)
-    return {"linf": d.abs().amax(1), "l2": d.norm(dim=1), "l1": d.abs().sum(1)}[norm]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------- small models and data
-class SmallCNN(nn.Module):
-    def __init__(self, num_classes=10, width=16):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, width, 5, stride=2, padding=2), nn.ReLU(),
-                                  nn.Conv2d(width, 2 * width, 5, stride=2, padding=2), nn.ReLU(),
-                                  nn.Flatten(), nn.Linear(2 * width * 49, 64), nn.ReLU())
-        self.head = nn.Linear(64, num_classes)
-
-    def features(self, x):
-        return self.body(x)
-
-    def forward(self, x):
-        return self.head(self.features(x))
-
 
 def _idx(path):
     with gzip.open(path, "rb") as f:

@@ -418,3 +418,20 @@ def test_feature_scales_grow_linearly_with_strength():
     assert s[0.5]["object_l2"] == pytest.approx(s[1.0]["object_l2"])     # the object does not change
     assert s[1.0]["background_l2"] == pytest.approx(2 * s[0.5]["background_l2"], rel=0.15)
     assert s[1.0]["ratio_linf"] > s[0.5]["ratio_linf"] > 0
+
+
+def test_batches_decode_in_workers_for_large_sets_only():
+    "Large lazily read sets are decoded by worker processes; small ones in-process; an explicit count wins."
+    import os
+    from robbook.distshift import batches
+
+    class Sized(torch.utils.data.Dataset):
+        def __init__(self, n): self.n = n
+        def __len__(self): return self.n
+        def __getitem__(self, i): return torch.zeros(3, 8, 8), 0
+
+    assert batches(Sized(100)).num_workers == 0
+    assert batches(Sized(5000)).num_workers == min(8, os.cpu_count() or 1)
+    assert batches(Sized(5000), num_workers=3).num_workers == 3
+    xb, yb = next(iter(batches(Sized(10), batch_size=4)))
+    assert xb.shape == (4, 3, 8, 8) and yb.tolist() == [0] * 4

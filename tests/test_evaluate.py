@@ -7,35 +7,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from _helpers import SmallCNN as _SmallCNN, lp
 from robbook.attacks import apgd, evaluate_robust, pgd
 from robbook.evaluate import RobustEval, _checkpoint_lengths, dlr_loss, dlr_targeted_loss
 
 NORM_EPS = {"linf": 0.1, "l2": 1.0, "l1": 4.0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    "One torch thread: faster than two on a shared 2-core machine, and deterministic."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def lp(d, norm):
-    d = d.flatten(1)
-    return {"linf": d.abs().amax(1), "l2": d.norm(dim=1), "l1": d.abs().sum(1)}[norm]
-
-
-class SmallCNN(nn.Module):
-    def __init__(self, num_classes=10, width=8):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, width, 5, stride=2, padding=2), nn.ReLU(),
-                                 nn.Conv2d(width, 2 * width, 5, stride=2, padding=2), nn.ReLU(),
-                                 nn.Flatten(), nn.Linear(2 * width * 49, 64), nn.ReLU(), nn.Linear(64, num_classes))
-
-    def forward(self, x):
-        return self.net(x)
+def SmallCNN(num_classes=10, width=8):
+    "The shared small CNN, narrower here (width 8) to keep AutoAttack-scale tests fast."
+    return _SmallCNN(num_classes, width)
 
 
 class Quantised(nn.Module):
@@ -337,3 +321,29 @@ def test_benchmark_prints_the_ratio(monkeypatch, capsys):
     assert 0 <= res["fast"]["robust_accuracy"] <= res["fast"]["clean"] <= 1
     if "autoattack" in res:
         assert "AutoAttack" in out and res["ratio_fast"] == pytest.approx(res["autoattack"]["seconds"] / res["fast"]["seconds"])
+
+
+def test_conv_autotuning_off_while_attacking_and_restored():
+    "APGD changes the batch shape at almost every step: cudnn.benchmark is off during apgd / evaluate_robust."
+    seen = []
+
+    class Spy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = SmallCNN(width=4)
+
+        def forward(self, x):
+            seen.append(torch.backends.cudnn.benchmark)
+            return self.net(x)
+
+    torch.manual_seed(0)
+    x, y = torch.rand(6, 1, 28, 28), torch.arange(6)
+    old = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = True
+        apgd(Spy(), x, y, eps=0.1, steps=3)
+        evaluate_robust(Spy(), x, y, eps=0.1, version="fast", steps=3, checks=False)
+        assert seen and not any(seen)
+        assert torch.backends.cudnn.benchmark is True
+    finally:
+        torch.backends.cudnn.benchmark = old

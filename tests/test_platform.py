@@ -370,3 +370,19 @@ def test_export_leaves_package_unchanged(tmp_path):
     assert fresh == have, f"only in the export: {sorted(map(str, fresh - have))}; only in robbook/: {sorted(map(str, have - fresh))}"
     changed = [str(p) for p in fresh if (tmp_path / "robbook" / p).read_text() != (ROOT / "robbook" / p).read_text()]
     assert not changed, f"robbook/ differs from nbdev_export's output in {changed}: edit the notebooks, then export"
+
+
+def test_bench_cli_passes_device_and_compile_and_rejects_the_rest(monkeypatch, capsys):
+    "python -m robbook bench WHAT [--device D] [--compile]: the options reach the benchmark; others are refused."
+    import robbook.attacks, robbook.train
+    from robbook.bench import main as bench_main
+    calls = []
+    monkeypatch.setattr(robbook.attacks, "benchmark",
+                        lambda device="cpu", compile=False: calls.append(("attacks", dict(device=device, compile=compile))))
+    monkeypatch.setattr(robbook.train, "benchmark", lambda device=None, compile=False: calls.append(("train", {})))
+    assert bench_main(["attacks", "--device", "cpu", "--compile"]) == 0
+    assert bench_main(["train"]) == 0
+    assert calls == [("attacks", {"device": "cpu", "compile": True}), ("train", {})]
+    assert bench_main(["attacks", "--fast"]) == 2
+    assert "--fast" in capsys.readouterr().err
+    assert bench_main(["nope"]) == 2

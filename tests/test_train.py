@@ -717,3 +717,17 @@ def test_code_version_ignores_comments_and_docstrings_only():
     c = 'def f(x):\n    "doc"\n    return x + 2\n'
     assert T._code_digest(a) == T._code_digest(b) != T._code_digest(c)
     assert T.code_version() == T.code_version() and len(T.code_version()) == 16
+
+
+def test_channels_last_only_for_models_with_4d_weights():
+    """On CUDA, train() converts a model to channels_last; the P4 group-convolution models have 5-D weights,
+    which torch cannot convert (this crashed every GCNN run on a GPU), so they are left as they are."""
+    from robbook.models import build_model
+    from robbook.train import _channels_last_ok
+    gcnn, cnn = build_model("kamath_gcnn", num_classes=10, in_channels=1), build_model("resnet18", num_classes=10)
+    assert any(p.dim() == 5 for p in gcnn.parameters())
+    with pytest.raises(RuntimeError, match="rank 4"):
+        gcnn.to(memory_format=torch.channels_last)
+    assert not _channels_last_ok(gcnn)
+    assert _channels_last_ok(cnn)
+    cnn.to(memory_format=torch.channels_last)        # and those convert
