@@ -316,8 +316,6 @@ return bad.slice(0, 5);
 """
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (issue 13, open): a few wide display equations in 02_ilyas, "
-                   "03_kamath, 13_models and 14_attacks are wider than the text column; split them with `aligned`")
 def test_no_sideways_scroll_at_1280px(server, browser):
     "Outside tables and code, nothing on any page scrolls sideways or sticks out of the text column."
     from selenium.webdriver.support.ui import WebDriverWait
