@@ -94,7 +94,10 @@ def claims_table(claims: Sequence[Claim], profile: str):
             .set_table_styles([{"selector": "", "props": "font-size: 0.8em; border-collapse: collapse; width: 100%;"},
                                {"selector": "td, th", "props": "padding: 0.25em 0.4em; border-bottom: 1px solid #ddd; "
                                                               "overflow-wrap: anywhere;"},
-                               {"selector": "td:nth-child(2)", "props": "min-width: 10em;"}]))
+                               {"selector": "td:nth-child(2)", "props": "min-width: 10em;"},
+                               # the verdict breaks between words only ("not / reproduced"), never inside one
+                               {"selector": "td:nth-child(5), th:nth-child(5)",
+                                "props": "overflow-wrap: normal; min-width: 6.5em;"}]))
 
 # %% auto #0
 __all__ = ['VERDICTS', 'Claim', 'claims_records', 'claims_frame', 'claim_anchor', 'claims_table', 'chapter_pages',
