@@ -231,6 +231,18 @@ def start_run(cfg: Config, show: bool = True):
     return cfg
 
 
+def _short(v) -> str:
+    "A parameter value for reading: floats to 6 significant digits (4/255 shows as 0.0156863); the JSON keeps them exact."
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(_short(x) for x in v)
+        return f"[{inner}]" if isinstance(v, list) else f"({inner}{',' if len(v) == 1 else ''})"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k!r}: {_short(x)}" for k, x in v.items()) + "}"
+    return repr(v)
+
+
 def _provenance_html(prov: dict, title: str) -> str:
     "A compact HTML box: the run's facts, its overrides inline, every parameter in a collapsible list."
     from html import escape
@@ -239,7 +251,7 @@ def _provenance_html(prov: dict, title: str) -> str:
     base = PROFILES.get(prov["chapter"], {}).get(prov["profile"], {})
     changed = {k: v for k, v in params.items() if k in base and v != base[k]}
     common = {k: v for k, v in params.items() if k not in base}
-    fmt = lambda d: ", ".join(f"<code>{escape(k)}={escape(repr(v))}</code>" for k, v in d.items()) or "none"
+    fmt = lambda d: ", ".join(f"<code>{escape(k)}={escape(_short(v))}</code>" for k, v in d.items()) or "none"
     rows = [("profile", f"<code>{escape(prov['profile'])}</code>"), ("run parameters", fmt(common)),
             ("overrides of the profile", fmt(changed)), ("device", escape(prov["device"])),
             ("versions", escape(f"torch {prov['torch']}, robbook {prov['robbook']}, Python {prov['python']}")),
@@ -248,7 +260,7 @@ def _provenance_html(prov: dict, title: str) -> str:
         rows.append(("wall time", f"{prov['wall_time_s']:.1f} s"))
     body = "".join(f"<tr><th style='text-align:left;padding-right:1em;white-space:nowrap'>{k}</th><td>{v}</td></tr>"
                    for k, v in rows)
-    allp = "".join(f"<li><code>{escape(k)} = {escape(repr(v))}</code></li>" for k, v in base.items() if k in params)
+    allp = "".join(f"<li><code>{escape(k)} = {escape(_short(v))}</code></li>" for k, v in base.items() if k in params)
     details = (f"<details><summary>all {len(base)} profile values</summary><ul style='columns:2;font-size:0.85em'>"
                f"{allp}</ul></details>") if base else ""
     return (f"<div class='admonition note robbook-provenance'><p class='admonition-title'>{escape(title)}</p>"

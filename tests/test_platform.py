@@ -386,3 +386,11 @@ def test_bench_cli_passes_device_and_compile_and_rejects_the_rest(monkeypatch, c
     assert bench_main(["attacks", "--fast"]) == 2
     assert "--fast" in capsys.readouterr().err
     assert bench_main(["nope"]) == 2
+
+
+def test_provenance_box_shows_parameter_values_readably():
+    "The box rounds floats for reading (4/255 → 0.0156863) while the results JSON keeps exact values."
+    from robbook.config import _short
+    assert _short([4 / 255, 0.3137254901960784]) == "[0.0156863, 0.313725]"
+    assert _short({"depth": 34, "rate": 0.1}) == "{'depth': 34, 'rate': 0.1}"
+    assert _short(("a", 2)) == "('a', 2)" and _short((0.5,)) == "(0.5,)" and _short(None) == "None"
