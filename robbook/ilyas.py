@@ -53,8 +53,8 @@ def cached_dataset(cache_dir, key_parts: dict, build) -> ImageData:
 
 # %% auto #0
 __all__ = ['RELEASED', 'CIFAR10_CLASSES', 'l2_scale', 'to_image_data', 'model_fingerprint', 'cached_dataset', 'robust_dataset',
-           'representation_gap', 'target_labels', 'nonrobust_dataset', 'pgd_minimize', 'nontransferable_dataset',
-           'pattern_dataset', 'read_released', 'released_status']
+           'representation_gap', 'target_labels', 'nonrobust_dataset', 'targeted_success', 'calibrate_eps',
+           'pgd_minimize', 'nontransferable_dataset', 'pattern_dataset', 'read_released', 'released_status']
 
 # %% ../nbs/02b_ilyas_data.ipynb #ae8db503
 def _batches(n: int, batch_size: int, progress: bool, desc: str):
@@ -126,6 +126,41 @@ def nonrobust_dataset(model, data: ImageData, *, eps: float, steps: int, step_si
         out.append(pgd(model, x, t[s:s + batch_size].to(dev), eps=eps, alpha=step_size, steps=steps, norm="l2",
                        targeted=True, random_start=False).cpu())
     return to_image_data(torch.cat(out), t, data.classes, f"{data.name}-{kind}")
+
+# %% ../nbs/02b_ilyas_data.ipynb #3f0dfcb6
+def targeted_success(model, data: ImageData, *, eps: float, steps: int, step_size: float, kind: str = "det",
+                     seed: int = 0, batch_size: int = 500) -> float:
+    """Share of `data` that the targeted l2 PGD of `nonrobust_dataset` (same targets, steps, step size, 8-bit rounding)
+    moves to its target t: the premise of Ilyas et al. (2019), Section 3.2, that the perturbations reach t."""
+    adv = nonrobust_dataset(model, data, eps=eps, steps=steps, step_size=step_size, kind=kind, seed=seed,
+                            batch_size=batch_size, progress=False)
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            pred = torch.cat([model(adv.x[s:s + batch_size].to(model_device(model)).float() / 255).argmax(1).cpu()
+                              for s in range(0, len(adv), batch_size)])
+    finally:
+        model.train(was)
+    return float((pred == adv.y).float().mean())
+
+
+def calibrate_eps(model, data: ImageData, eps_grid, *, steps: int, rel_step: float, target: float = 0.9,
+                  kind: str = "det", seed: int = 0) -> tuple[float, dict]:
+    """The smallest l2 budget of `eps_grid` (scanned in increasing order) at which `targeted_success` (step size
+    `rel_step * eps`) reaches `target`, and the success of every budget tried, `{eps: success}`. When no budget of
+    the grid reaches `target` the largest is returned (its success, in the dict, says it fell short)."""
+    grid = sorted(float(e) for e in eps_grid)
+    if not grid or grid[0] <= 0:
+        raise ValueError(f"eps_grid must hold positive budgets, got {list(eps_grid)!r}")
+    if not 0 < target <= 1:
+        raise ValueError(f"target must be in (0, 1], got {target!r}")
+    rates = {}
+    for e in grid:
+        rates[e] = targeted_success(model, data, eps=e, steps=steps, step_size=rel_step * e, kind=kind, seed=seed)
+        if rates[e] >= target:
+            return e, rates
+    return grid[-1], rates
 
 # %% ../nbs/02b_ilyas_data.ipynb #d8b32d7a
 def pgd_minimize(objective, x: torch.Tensor, *, eps: float, steps: int, step_size: float) -> torch.Tensor:

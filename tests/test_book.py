@@ -372,6 +372,7 @@ def test_tsipras_without_mnist_finishes_with_not_run_here_rows(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("page, params", [("01_tsipras", {"linear_data": "mnist"}),
                                           ("03_kamath", {"mnist_data": "mnist"}),
+                                          ("02_ilyas", {"dataset": "mnist"}),
                                           ("04_moayeri", {"cs_dataset": "mnist"})])
 def test_required_data_absent_stops_with_the_dataset_error(page, params, tmp_path):
     "Data an experiment cannot go on without: the run stops with the dataset's own error, saying where to put it."

@@ -12,13 +12,7 @@ from robbook.train import TrainConfig, train
 CLASSES = [str(i) for i in range(10)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    "Tiny batches: one torch thread is faster, and much faster on a busy machine."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny batches: one torch thread is faster
 
 
 def _data(n=40, seed=0, shape=(1, 28, 28)):
@@ -105,6 +99,33 @@ def test_nonrobust_dataset_targets_and_budget(kind):
     with torch.no_grad():
         hit = (net(out.float()).argmax(1) == out.y).float().mean()
     assert hit > 0.9                                           # the source model assigns the new labels
+
+
+def test_targeted_success_matches_the_dataset_and_grows_with_eps():
+    net, d = _net(2, "linear"), _data(30)
+    small = IL.targeted_success(net, d, eps=0.01, steps=10, step_size=0.002, kind="det", seed=1)
+    big = IL.targeted_success(net, d, eps=3.0, steps=40, step_size=0.3, kind="det", seed=1)
+    adv = IL.nonrobust_dataset(net, d, eps=3.0, steps=40, step_size=0.3, kind="det", seed=1, progress=False)
+    with torch.no_grad():
+        direct = float((net(adv.float()).argmax(1) == adv.y).float().mean())
+    assert big == pytest.approx(direct) and big > 0.9
+    assert small < 0.5 < big
+
+
+def test_calibrate_eps_returns_the_first_budget_that_reaches_the_target():
+    net, d = _net(2, "linear"), _data(30)
+    grid = [4.0, 0.01, 0.3, 1.0, 3.0]                           # unsorted on purpose
+    eps, rates = IL.calibrate_eps(net, d, grid, steps=40, rel_step=0.1, target=0.9, seed=1)
+    tried = sorted(rates)
+    assert tried == sorted(grid)[:len(tried)] and eps == tried[-1]   # scanned upwards, stopped at the first hit
+    assert rates[eps] >= 0.9 and all(r < 0.9 for e, r in rates.items() if e < eps)
+    # an unreachable target scans the whole grid and returns its largest budget, with the shortfall in the dict
+    eps2, rates2 = IL.calibrate_eps(net, d, [0.001, 0.002], steps=5, rel_step=0.2, target=1.0, seed=1)
+    assert eps2 == 0.002 and sorted(rates2) == [0.001, 0.002] and max(rates2.values()) < 1.0
+    with pytest.raises(ValueError, match="eps_grid"):
+        IL.calibrate_eps(net, d, [0.0, 1.0], steps=5, rel_step=0.2)
+    with pytest.raises(ValueError, match="target"):
+        IL.calibrate_eps(net, d, [1.0], steps=5, rel_step=0.2, target=1.5)
 
 
 def test_nontransferable_dataset_keeps_other_models_on_y():
