@@ -243,6 +243,7 @@ def install_copy(page: str, profile: str, root=None, *, note: str = "", log=prin
     meta = dict(nb.metadata.get("robbook", {}))
     cur = _meta(P["shown"]) if P["shown"].exists() else {}
     if cur.get("key") == meta.get("key") and cur.get("profile") == meta.get("profile") \
+            and cur.get("executed") == meta.get("executed") \
             and cur.get("note", "") == note and not cur.get("errors") and cur.get("status") == "ok":
         return P["shown"]
     if note:

@@ -3,6 +3,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -271,6 +272,12 @@ def test_profiles_side_by_side(tmp_path):
     logs = []
     run.execute_page("01_demo", profile="smoke", params={"device": "cpu"}, root=root, log=logs.append)
     assert any("reused" in l for l in logs) and json.loads(js.read_text())["provenance"]["profile"] == "smoke"
+    # a forced re-run of the same key is what the book shows afterwards (notebook and JSON together)
+    before = json.loads(js.read_text())["provenance"]["started"]
+    time.sleep(1.1)
+    run.execute_page("01_demo", profile="smoke", params={"device": "cpu"}, root=root, force=True, log=quiet)
+    good = json.loads((root / "executed" / "runs" / "smoke" / "demo.json").read_text())["provenance"]["started"]
+    assert good != before and json.loads(js.read_text())["provenance"]["started"] == good
 
 
 # ---------- widgets ----------
