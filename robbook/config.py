@@ -17,7 +17,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['COMMON_PARAMS', 'ParameterError', 'Config', 'resolve', 'resolve_from', 'get_device', 'seed_everything', 'repo_root',
-           'results_path', 'cache_dir', 'provenance', 'start_run', 'finish_run']
+           'results_path', 'cache_dir', 'provenance', 'record_training', 'trained_since', 'start_run', 'finish_run']
 
 # %% ../nbs/10_config.ipynb #70cdf010
 COMMON_PARAMS: dict[str, Any] = {
@@ -221,10 +221,29 @@ def provenance(cfg: Config) -> dict:
     }
 
 
+_TRAINED: list[dict] = []   # every model `robbook.train.train` / `robbook.launch.fit` returned in this process
+
+
+def record_training(entry: dict) -> None:
+    """Called by `robbook.train.train` (and `robbook.launch.fit` for torchrun jobs) for every model it returns,
+    trained or from the cache: `finish_run` writes the run's list into the results JSON (`provenance.trained`)."""
+    _TRAINED.append(dict(entry))
+
+
+def trained_since(start: int = 0) -> list[dict]:
+    "The models returned since record number `start`, one per cache key (the first time each was returned)."
+    seen, out = set(), []
+    for e in _TRAINED[start:]:
+        if e["key"] not in seen:
+            seen.add(e["key"]); out.append(e)
+    return out
+
+
 def start_run(cfg: Config, show: bool = True):
     "Seed everything, remember the start time and show the run's provenance."
     seed_everything(cfg.seed)
     cfg["_t0"] = time.time()
+    cfg["_trained0"] = len(_TRAINED)
     cfg["_provenance"] = provenance(cfg)
     if show:
         _show_provenance(cfg["_provenance"], title=f"Run: {cfg.chapter} with profile {cfg.profile}")
@@ -258,6 +277,10 @@ def _provenance_html(prov: dict, title: str) -> str:
             ("git commit", f"<code>{escape(prov['git_commit'])}</code>"), ("started", escape(prov["started"]))]
     if "wall_time_s" in prov:
         rows.append(("wall time", f"{prov['wall_time_s']:.1f} s"))
+    if prov.get("trained"):
+        t = prov["trained"]
+        cached = sum(bool(e.get("from_cache")) for e in t)
+        rows.append(("models", f"{len(t)} ({len(t) - cached} trained in this run, {cached} from the cache)"))
     body = "".join(f"<tr><th style='text-align:left;padding-right:1em;white-space:nowrap'>{k}</th><td>{v}</td></tr>"
                    for k, v in rows)
     allp = "".join(f"<li><code>{escape(k)} = {escape(_short(v))}</code></li>" for k, v in base.items() if k in params)
@@ -287,6 +310,7 @@ def finish_run(cfg: Config, results: dict, show: bool = True) -> Path:
     The JSON is written atomically (write, then rename)."""
     prov = dict(cfg.get("_provenance") or provenance(cfg))
     prov["wall_time_s"] = time.time() - cfg.get("_t0", time.time())
+    prov["trained"] = trained_since(cfg.get("_trained0", 0))
     out = results_path(cfg) / f"{cfg.chapter}.json"
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(_jsonable({"provenance": prov, "results": results}), indent=1))

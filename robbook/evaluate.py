@@ -140,7 +140,7 @@ def _apgd_run(model, x, y, loss_fn, *, eps, norm, steps, rho, generator, target=
 @contextlib.contextmanager
 def _fixed_conv_algorithms():
     """APGD drops the points it has fooled, so the batch shape changes at almost every step; with
-    `cudnn.benchmark` on (as `train` leaves it on CUDA) cuDNN re-tunes its algorithms for each new shape, a cost
+    `cudnn.benchmark` on (a user's setting; `train` turns it on only while it trains) cuDNN re-tunes its algorithms for each new shape, a cost
     every step on a GPU (our suspect for `standard` running 2.6x slower than AutoAttack on an H200, where it
     is 2x faster on CPUs). Off for the duration, then restored."""
     old = torch.backends.cudnn.benchmark

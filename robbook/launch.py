@@ -17,7 +17,8 @@ from .config import ParameterError
 
 # %% auto #0
 __all__ = ['LAUNCHERS', 'DATA_KINDS', 'SUSTAINED_TFLOPS', 'check_launch', 'parse_data', 'check_spec', 'load_data', 'make_job',
-           'run_job', 'main', 'cli', 'torchrun_command', 'LaunchError', 'launch', 'fit', 'training_plan', 'estimate']
+           'run_job', 'main', 'cli', 'torchrun_command', 'LaunchError', 'launch', 'fit', 'training_plan', 'estimate',
+           'estimate_table', 'estimate_note']
 
 # %% ../nbs/16b_launch.ipynb #8dcc5988
 LAUNCHERS = ("inprocess", "torchrun")
@@ -187,6 +188,8 @@ def main(argv=None) -> int:
     out = {"key": res.key, "path": str(res.path), "from_cache": res.from_cache, "epochs_run": res.epochs_run,
            "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
     if rank == 0:
+        from robbook.config import _TRAINED
+        out["record"] = _TRAINED[-1] if _TRAINED else None   # what train recorded: the notebook's run keeps it
         print(json.dumps(out), flush=True)
         if a.out:
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -321,13 +324,28 @@ def fit(cfg, data=None, *, spec: dict | None = None, val_data=None, val_spec: di
         raise _bad("val_spec", None, "a data spec dict", "torchrun processes build the validation data from it")
     job = make_job(cfg, spec, val_spec=val_spec, eval_attack=eval_attack, cache_dir=cache_dir, device=device,
                    num_workers=num_workers)
+    t0 = time.perf_counter()
     res = launch(job, nproc=nproc, nnodes=nnodes, rdzv_endpoint=rdzv_endpoint, timeout=timeout)
+    if res.get("record"):                      # the run's model list (provenance.trained) includes torchrun jobs
+        from robbook.config import record_training
+        record_training({**res["record"], "seconds": round(time.perf_counter() - t0, 2)})
     return load_trained(res["path"], device=device)
 
 # %% ../nbs/16b_launch.ipynb #cdfb5478
 SUSTAINED_TFLOPS = 50.0            # the GPU rate behind `estimate` (bf16, A100-class, sustained)
 _SLOT_INPUT = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32), "rimagenet": None}
 _SLOT_CLASSES = {"mnist": 10, "cifar10": 10, "rimagenet": 9}
+_DATA_INPUT = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+_DATA_TRAIN = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
+# forward passes per image of one training step (see above); "build": a dataset built by `steps` input-gradient steps
+_PASSES = {"standard": lambda k: 3, "pgd": lambda k: 2 * k + 4, "trades": lambda k: 2 * k + 5,
+           "half_half": lambda k: k + 4, "build": lambda k: 2 * k}
+
+
+def _entry(model, n, epochs, shape, classes, method="standard", steps=0, model_kwargs=None, **extra) -> dict:
+    return {"model": model, "model_kwargs": dict(model_kwargs or {}), "n": int(n), "epochs": int(epochs),
+            "method": method, "steps": int(steps) if method != "standard" else 0, "shape": tuple(shape),
+            "classes": classes, **extra}
 
 
 def _tsipras_plan(P: dict, slots=None) -> list[dict]:
@@ -337,6 +355,7 @@ def _tsipras_plan(P: dict, slots=None) -> list[dict]:
         S = {k[len(s) + 1:]: v for k, v in P.items() if k.startswith(s + "_")}
         sizes = sorted(S["train_sizes"])
         N, E = sizes[-1], S["epochs"]
+        shape = _SLOT_INPUT[s] or (3, S["image_size"], S["image_size"])
 
         def add(n, method="standard", norm=None, eps=0.0):
             key = (s, n, "standard" if eps == 0 else method, norm if eps else None, float(eps))
@@ -344,9 +363,8 @@ def _tsipras_plan(P: dict, slots=None) -> list[dict]:
                 return
             seen.add(key)
             epochs = int(min(4 * E, max(E, math.ceil(E * N / n))))
-            plan.append({"slot": s, "n": n, "method": key[2], "norm": key[3], "eps": key[4], "epochs": epochs,
-                         "steps": S["pgd_steps"], "model": S["model"], "model_kwargs": S.get("model_kwargs", {}),
-                         "size": S.get("image_size")})
+            plan.append(_entry(S["model"], n, epochs, shape, _SLOT_CLASSES[s], key[2], S["pgd_steps"],
+                               S.get("model_kwargs"), slot=s, norm=key[3], eps=key[4]))
         for n in sizes:
             add(n)
             for norm in ("linf", "l2"):
@@ -361,14 +379,142 @@ def _tsipras_plan(P: dict, slots=None) -> list[dict]:
     return plan
 
 
-def training_plan(chapter: str, profile: str, without=()) -> list[dict]:
-    """The models `chapter` trains under `profile`, less the slots in `without` (one dict each:
-    slot, n, method, epochs, steps, model)."""
+def _kamath_plan(P: dict, slots=None) -> list[dict]:
+    "The models of the Kamath chapter (its `model_grid`: Aug-R / Aug-T / Aug-RT, PGD, TRADES, Aug-T+PGD per slot)."
+    plan = []
+    for s in slots if slots is not None else P["slots"]:
+        if s == "mnist":
+            data, n, E, A, k = P["mnist_data"], P["n_train"], P["epochs"], P["adv_epochs"], P["adv_steps"]
+            archs = {"std": ("kamath_stdcnn", {}), "gcnn": ("kamath_gcnn", {"channels": list(P["gcnn_channels"])})}
+            adv, trades = P["adv_eps"], P["trades_eps"]
+        else:
+            data, n, E, k = "cifar10", P["cifar10_n_train"], P["cifar10_epochs"], P["cifar10_adv_steps"]
+            A = E
+            archs = {"std": (P["cifar10_std_arch"], {})}
+            if P["cifar10_gcnn_arch"] != "none":
+                archs["gcnn"] = (P["cifar10_gcnn_arch"], {})
+            adv, trades = P["cifar10_adv_eps"], P["cifar10_trades_eps"]
+        n = min(n, _DATA_TRAIN[data])
+
+        def add(arch, method="standard", epochs=E, **what):
+            plan.append(_entry(archs[arch][0], n, epochs, _DATA_INPUT[data], 10, method, k, archs[arch][1],
+                               slot=s, **what))
+        thetas = {"std": P["aug_r_thetas"], "gcnn": P["aug_r_gcnn_thetas"]}
+        for a in archs:
+            for t in thetas[a]:
+                add(a, family="Aug-R", value=float(t))
+        for a in [a for a in P["aug_tr_archs"] if a in archs]:
+            for fam in ("Aug-T", "Aug-RT"):
+                for i in P["aug_t_fracs" if fam == "Aug-T" else "aug_rt_fracs"]:
+                    if i > 0:
+                        add(a, family=fam, value=float(i))
+        for fam, method, values in (("PGD", "pgd", adv), ("TRADES", "trades", trades)):
+            for e in values:
+                if e > 0:
+                    add("std", method, A, family=fam, value=float(e))
+        for i in P["augt_adv_fracs"]:
+            add("std", "pgd", A, family="Aug-T+PGD", value=float(i))
+    return plan
+
+
+_IMAGENET_PER_CLASS = 1281        # ILSVRC-2012: 1,281,167 training images in 1000 classes
+
+
+def _rimagenet_train_size() -> int:
+    "About how many training images Restricted ImageNet has (its ImageNet classes x the mean per class)."
+    from robbook.data import RESTRICTED_IMAGENET_RANGES
+    return sum(hi - lo + 1 for lo, hi in RESTRICTED_IMAGENET_RANGES.values()) * _IMAGENET_PER_CLASS
+
+
+def _ilyas_plan(P: dict, slots=None) -> list[dict]:
+    """The models of the Ilyas chapter (source models, Table 7, Tables 1/9/10, transfer, controls) and the
+    datasets it builds by inversion or PGD (method "build")."""
+    from robbook.ilyas import SMALL_MODELS
+    plan, data = [], P["dataset"]
+    shape, C, N = _DATA_INPUT[data], 10, min(P["n_train"], _DATA_TRAIN[data])
+    E, src, mod = P["epochs"], P["source_model"], P["model"]
+
+    def add(model, n, epochs=E, method="standard", steps=0, what=""):
+        plan.append(_entry(model, n, epochs, shape, C, method, steps, SMALL_MODELS.get(model), slot=data, what=what))
+    add(src, N, what="standard source")
+    if not (P["checkpoint"] and data == "cifar10"):
+        add(src, N, P["adv_epochs"], "pgd", P["pgd_steps"], "robust source")
+    n_inv, n_noise = min(P["n_inv"], N), min(P["n_inv_noise"], N)
+    for n, what in ((n_inv, "D̂_NR"), (n_noise, "D̂_NR (noise)"), (n_inv, "D̂_R"), (n_noise, "D̂_R (noise)")):
+        add(mod, n, what=what)
+    for w in ("standard", "robust"):
+        for kind in ("rand", "det"):
+            add(mod, N, what=f"D̂_{kind} from the {w} source")
+    if mod != src:
+        add(mod, N, what="D")
+    for a in P["transfer_models"]:
+        add(a, N, what="transfer: D")
+        if a != mod:
+            add(a, N, what="transfer: D̂_det")
+    add(mod, N, what="control (b): non-transferable D̂_det")
+    add(mod, N, what="control (c): pattern D̂_rand")
+    add(mod, N, what="control (c): pattern D̂_det")
+    grid = 7 if P["target_success"] else 1
+    n_cal = min(300, N)
+    n_others = min(2, len([a for a in P["transfer_models"] if a != "linear"]))
+    for n, k, what in ((n_cal * grid, P["det_steps"], "calibration"), (4 * N, P["det_steps"], "D̂_rand / D̂_det"),
+                       ((1 + n_others) * N, P["det_steps"], "non-transferable D̂_det"),
+                       (P["n_test"], P["det_steps"], "test-set targeted PGD"),
+                       (2 * n_inv, P["inv_steps"], "inversion"), (2 * n_noise, P["inv_noise_steps"], "inversion from noise"),
+                       (min(P["n_robust"], P["n_test"]), P["inv_steps"], "inversion of the test set")):
+        add(src, n, 1, "build", k, what)
+    # Restricted ImageNet (robbook.ilyas.rimagenet_experiments; runs only with imagenet_root): two source models,
+    # D_R / D_NR by inversion and D_rand / D_det by PGD from the same images, a model trained on each
+    R = {k[len("rimagenet_"):]: v for k, v in P.items() if k.startswith("rimagenet_")}
+    if R:
+        n, side = R["n_train"] or _rimagenet_train_size(), R["image_size"]
+
+        def ri(method, epochs, steps=0, what="", n=n):
+            plan.append(_entry(R["model"], n, epochs, (3, side, side), 9, method, steps, R["model_kwargs"],
+                               slot="rimagenet", what=what))
+        ri("standard", R["epochs"], what="RI: standard source")
+        ri("pgd", R["adv_epochs"], R["pgd_steps"], "RI: robust source")
+        for what in ("D̂_R", "D̂_NR", "D̂_rand", "D̂_det"):
+            ri("standard", R["epochs"], what=f"RI: {what}")
+        ri("build", 1, R["inv_steps"], "RI: inversion", n=2 * n)
+        ri("build", 1, R["det_steps"], "RI: targeted PGD", n=2 * n)
+    return plan
+
+
+def _moayeri_plan(P: dict, slots=None) -> list[dict]:
+    "The models of the Moayeri chapter: colour-shift (Fig. 9) and background-reliance sweeps."
+    plan = []
+    d = P["cs_dataset"]
+    n_cs, side = min(P["cs_n_train"], _DATA_TRAIN[d]), _DATA_INPUT[d][1]
+    for rho in P["cs_rhos"]:
+        plan.append(_entry(P["cs_model"], n_cs, P["cs_epochs"], (3, side, side), 10, slot="colour shift", rho=rho))
+    n_bg = min(P["bg_n_train"], _DATA_TRAIN["fashion_mnist"])
+    runs = [("standard", 0.0)] + [("l2", e) for e in P["bg_eps_l2"]] + [("linf", e) for e in P["bg_eps_linf"]]
+    for st in P["bg_strengths"]:
+        for norm, e in runs:
+            plan.append(_entry(P["bg_model"], n_bg, P["bg_epochs"], (3, 28, 28), 10,
+                               "standard" if norm == "standard" else "pgd", P["bg_attack_steps"], slot="background",
+                               strength=st, norm=norm, eps=e))
+    return plan
+
+
+_PLANS = {"tsipras": (_tsipras_plan, "deep_slots"), "kamath": (_kamath_plan, "slots"),
+          "ilyas": (_ilyas_plan, None), "moayeri": (_moayeri_plan, None)}
+
+
+def training_plan(chapter: str, profile: str, without=(), *, params: dict | None = None) -> list[dict]:
+    """The models `chapter` trains under `profile` (profile values updated by `params`), less the slots in
+    `without`: one dict each (model, n, epochs, method, steps, shape, ...); method "build" entries are
+    datasets built by `steps` input-gradient steps per image."""
     from robbook.profiles import PROFILES
-    if chapter != "tsipras":
-        raise _bad("chapter", chapter, ["tsipras"], "only this chapter's plan is counted so far")
-    P = PROFILES[chapter][profile]
-    return _tsipras_plan(P, [s for s in P["deep_slots"] if s not in without])
+    if chapter not in _PLANS:
+        raise _bad("chapter", chapter, sorted(_PLANS))
+    if profile not in PROFILES[chapter]:
+        raise _bad("profile", profile, sorted(PROFILES[chapter]))
+    P = {**PROFILES[chapter][profile], **(params or {})}
+    plan_of, slot_key = _PLANS[chapter]
+    slots = None if slot_key is None else [s for s in P[slot_key] if s not in without]
+    return [m for m in plan_of(P, slots) if m.get("slot") not in without]
 
 
 import functools
@@ -394,17 +540,55 @@ def _forward_flops(model: str, kwargs: str, shape: tuple, classes: int) -> float
     return float(fc.get_total_flops())
 
 
-def estimate(chapter: str, profile: str, without=()) -> dict:
-    """Models, image-epochs and GPU-hours (at `SUSTAINED_TFLOPS`) of the models `chapter` trains under
+def estimate(chapter: str, profile: str, without=(), *, params: dict | None = None) -> dict:
+    """Models, image-epochs and GPU-hours (at `SUSTAINED_TFLOPS`) of what `chapter` trains and builds under
     `profile`, counted from the profile (see above)."""
-    plan = training_plan(chapter, profile, without)
-    flops, img_epochs = 0.0, 0
+    plan = training_plan(chapter, profile, without, params=params)
+    flops, img_epochs, models = 0.0, 0, 0
     for m in plan:
-        shape = _SLOT_INPUT[m["slot"]] or (3, m["size"], m["size"])
-        f = _forward_flops(m["model"], json.dumps(m["model_kwargs"], sort_keys=True), shape, _SLOT_CLASSES[m["slot"]])
-        k = m["steps"]
-        per = {"standard": 3, "pgd": 2 * k + 4, "half_half": k + 4}[m["method"]]
-        flops += per * f * m["n"] * m["epochs"]
-        img_epochs += m["n"] * m["epochs"]
-    return {"models": len(plan), "image_epochs": img_epochs, "train_flops": flops,
+        f = _forward_flops(m["model"], json.dumps(m["model_kwargs"], sort_keys=True), m["shape"], m["classes"])
+        flops += _PASSES[m["method"]](m["steps"]) * f * m["n"] * m["epochs"]
+        if m["method"] != "build":
+            img_epochs += m["n"] * m["epochs"]
+            models += 1
+    return {"models": models, "image_epochs": img_epochs, "train_flops": flops,
             "gpu_hours": flops / (SUSTAINED_TFLOPS * 1e12) / 3600}
+
+# %% ../nbs/16b_launch.ipynb #a7e3f1c2
+def _duration(hours: float) -> str:
+    "A GPU time for reading: seconds, minutes or hours."
+    s = hours * 3600
+    if s < 1:
+        return "< 1 s"
+    if s < 60:
+        return f"{s:.0f} s"
+    if s < 3600:
+        return f"{s / 60:.0f} min"
+    return f"{hours:.1f} h" if hours < 10 else f"{hours:,.0f} h"
+
+
+def estimate_table(chapter: str, profiles=("smoke", "quick", "full"), optional: dict | None = None):
+    """A table of `estimate` per profile, for a chapter's re-run box: models, image-epochs and GPU time.
+    `optional` ({slot: name}) adds a row with each slot that runs only when its data path is given."""
+    import pandas as pd
+    rows = []
+    for prof in profiles:
+        without = tuple(optional or ())
+        variants = [("as run by default", without)] + [(f"with {name}", tuple(s for s in without if s != slot))
+                                                       for slot, name in (optional or {}).items()]
+        for what, wo in variants:
+            e = estimate(chapter, prof, without=wo)
+            if rows and rows[-1]["profile"] == prof and rows[-1]["models"] == e["models"]:
+                continue                               # the optional slot is not in this profile
+            rows.append({"profile": prof, "runs": what, "models": e["models"],
+                         "image-epochs": f"{e['image_epochs']:,}", "GPU time, at least": _duration(e["gpu_hours"])})
+    return pd.DataFrame(rows).set_index(["profile", "runs"])
+
+
+def estimate_note() -> str:
+    "The sentence under an `estimate_table`: what is counted and why it is a floor."
+    return (f"Counted from the profiles (`robbook.launch.estimate`; also `python -m robbook list`): the forward and "
+            f"backward passes of every model's training (and of the datasets a chapter builds by attacks or "
+            f"inversion) at {SUSTAINED_TFLOPS:g} TFLOP/s sustained. That is a floor: attacks during evaluation "
+            "are not counted, and small networks on a GPU run far below that rate (their kernels are too "
+            "small; see the benchmarks page).")

@@ -230,11 +230,24 @@ register("kamath", {
 # moves that share of the training images to their targets on the standard source model (Section 3.2 presupposes
 # that it does), and eps_train is scaled by the same calibrated factor (the paper trains the robust source at its
 # eps_pgd, 0.5); None keeps eps_pgd*l2_scale and eps_train*l2_scale.
+# Restricted ImageNet (Table 1's column and Figure 12, in the chapter's section "Restricted ImageNet", which runs only
+# with imagenet_root = a folder with train/ and val/, 1000 wnid folders each). rimagenet_* are the fields of
+# robbook.ilyas.RISettings: model (+ model_kwargs), image_size, n_train / n_test / n_robust (None: all ~257k training /
+# 10,150 validation images), epochs / adv_epochs / batch_size / lr of every model (SGD one-cycle; the paper states no
+# epochs), pgd_steps of adversarial training (of eps/5), build_batch_size (images per batch while the datasets are
+# built). l2 budgets and step sizes are at 224 x 224 and scaled by image_size / 224: eps_train and eps_eval (Table 4:
+# 3), eps_pgd / det_steps / det_step_size of D_rand and D_det (Table 6: 3, 100, 0.1), inv_steps / inv_step_size of
+# D_R and D_NR (Table 5: 2000, 1). full = the paper's settings; quick and smoke are smaller and keep the PGD path
+# length det_steps * det_step_size = 10. launcher / nproc / nnodes / rdzv_endpoint: how these models train
+# (robbook.launch; launcher None = torchrun when nproc * nnodes > 1, else in the notebook's process).
+_ilyas_rimagenet = {"imagenet_root": None, "launcher": None, "nproc": 1, "nnodes": 1, "rdzv_endpoint": None,
+                    "rimagenet_model_kwargs": {}, "rimagenet_eps_train": 3.0, "rimagenet_eps_eval": [3.0],
+                    "rimagenet_eps_pgd": 3.0, "rimagenet_det_step_size": 0.1, "rimagenet_inv_step_size": 1.0}
 _ilyas_common = {
     "fig4_kappas": [4.0, 25.0, 100.0], "fig4_eps": [0.0, 0.1, 0.2, 0.5, 1.0, 3.0],
     "eps_train": 0.5, "eps_eval": [0.25, 0.5], "eps_pgd": 0.5, "det_step_size": 0.1,
     "released_dir": None, "checkpoint": None, "checkpoint_arch": "resnet50",
-    "l2_scale": None, "target_success": None,
+    "l2_scale": None, "target_success": None, **_ilyas_rimagenet,
 }
 register("ilyas", {
     # smoke: the pixel-count rule (x 0.505 on 28x28) leaves the budgets far too small for a small Fashion-MNIST CNN:
@@ -255,18 +268,33 @@ register("ilyas", {
               "transfer_models": ["linear", "kamath_stdcnn", "kamath_gcnn", "mnist_cnn"],
               "epochs": 5, "adv_epochs": 5, "batch_size": 64, "lr": 0.002, "pgd_steps": 5,
               "det_steps": 10, "det_step_size": 0.2, "n_inv": 600, "inv_steps": 30, "inv_noise_steps": 60,
-              "inv_step_size": 1.0, "n_inv_noise": 150},
+              "inv_step_size": 1.0, "n_inv_noise": 150,
+              "rimagenet_model": "imagenet_resnet18", "rimagenet_image_size": 64, "rimagenet_n_train": 1000,
+              "rimagenet_n_test": 200, "rimagenet_n_robust": 50, "rimagenet_epochs": 2, "rimagenet_adv_epochs": 2,
+              "rimagenet_batch_size": 50, "rimagenet_lr": 0.05, "rimagenet_pgd_steps": 3, "rimagenet_det_steps": 10,
+              "rimagenet_det_step_size": 1.0, "rimagenet_inv_steps": 50, "rimagenet_build_batch_size": 50},
+    # quick: sized by robbook.launch.estimate (training and dataset builds about 14 GPU-minutes at 50 TFLOP/s; the
+    # first sizes, 15 epochs, 200 + 1000 inversion steps from 5000 noise images, counted 26): inversion steps of 0.2
+    # (not 0.1) so that 100 steps travel as far as 200 did; robust accuracy on 500 test images.
     "quick": {**_ilyas_common, "mc_samples": 20_000, "at_samples": 20_000,
-              "dataset": "cifar10", "n_train": 20_000, "n_test": 5000, "n_robust": 1000, "eval_version": "standard",
+              "dataset": "cifar10", "n_train": 20_000, "n_test": 5000, "n_robust": 500, "eval_version": "standard",
               "source_model": "resnet18", "model": "resnet18",
               "transfer_models": ["linear", "vgg16", "resnet18", "preact_resnet18"],
-              "epochs": 15, "adv_epochs": 15, "batch_size": 128, "lr": 0.1, "pgd_steps": 7,
-              "det_steps": 50, "n_inv": 20_000, "inv_steps": 200, "inv_noise_steps": 1000, "inv_step_size": 0.1, "n_inv_noise": 5000},
+              "epochs": 10, "adv_epochs": 10, "batch_size": 128, "lr": 0.1, "pgd_steps": 7,
+              "det_steps": 50, "n_inv": 20_000, "inv_steps": 100, "inv_noise_steps": 300, "inv_step_size": 0.2, "n_inv_noise": 2000,
+              "rimagenet_model": "imagenet_resnet18", "rimagenet_image_size": 128, "rimagenet_n_train": 20_000,
+              "rimagenet_n_test": 2000, "rimagenet_n_robust": 500, "rimagenet_epochs": 10, "rimagenet_adv_epochs": 10,
+              "rimagenet_batch_size": 128, "rimagenet_lr": 0.1, "rimagenet_pgd_steps": 3, "rimagenet_det_steps": 50,
+              "rimagenet_det_step_size": 0.2, "rimagenet_inv_steps": 500, "rimagenet_build_batch_size": 128},
     "full": {**_ilyas_common, "mc_samples": 100_000, "at_samples": 100_000,
              "dataset": "cifar10", "n_train": 50_000, "n_test": 10_000, "n_robust": 10_000, "eval_version": "standard",
              "source_model": "resnet50", "model": "resnet50",
              "transfer_models": ["linear", "vgg16", "resnet18", "preact_resnet18", "resnet50", "wrn34_10"],
              "epochs": 150, "adv_epochs": 150, "batch_size": 128, "lr": 0.1, "pgd_steps": 7,
-             "det_steps": 100, "n_inv": 50_000, "inv_steps": 1000, "inv_noise_steps": 10_000, "inv_step_size": 0.1, "n_inv_noise": 50_000},
+             "det_steps": 100, "n_inv": 50_000, "inv_steps": 1000, "inv_noise_steps": 10_000, "inv_step_size": 0.1, "n_inv_noise": 50_000,
+             "rimagenet_model": "imagenet_resnet50", "rimagenet_image_size": 224, "rimagenet_n_train": None,
+             "rimagenet_n_test": None, "rimagenet_n_robust": None, "rimagenet_epochs": 100, "rimagenet_adv_epochs": 100,
+             "rimagenet_batch_size": 256, "rimagenet_lr": 0.1, "rimagenet_pgd_steps": 7, "rimagenet_det_steps": 100,
+             "rimagenet_inv_steps": 2000, "rimagenet_build_batch_size": 128},
 }, choices={"dataset": ["fashion_mnist", "mnist", "cifar10"], "eval_version": ["fast", "standard"],
-            "checkpoint_arch": ["resnet18", "resnet50"]})
+            "checkpoint_arch": ["resnet18", "resnet50"], "launcher": [None, "inprocess", "torchrun"]})

@@ -683,17 +683,18 @@ def main(argv=None) -> int:
 
 def _print_estimates(chapter: str, profs: dict) -> None:
     "Per profile: models, image-epochs and GPU-hours counted from the profile (robbook.launch.estimate)."
-    from robbook.launch import estimate
+    from robbook.launch import _duration, estimate
+    _at_least = lambda h: _duration(h) if h * 3600 < 1 else f">= {_duration(h)}"
     for name, P in profs.items():
         try:
+            w = estimate(chapter, name, without=("rimagenet",))
             e = estimate(chapter, name)
         except ParameterError:
             return                              # no training plan counted for this chapter
-        line = (f"    [{name}] {e['models']} models, {e['image_epochs']:.3g} image-epochs, "
-                f">= {e['gpu_hours']:.3g} GPU-hours")
-        if "rimagenet" in P.get("deep_slots", []):
-            w = estimate(chapter, name, without=("rimagenet",))
-            line += (f" ({w['models']} models, >= {w['gpu_hours']:.3g} GPU-hours without Restricted ImageNet, "
+        line = (f"    [{name}] {w['models']} models, {w['image_epochs']:,} image-epochs, "
+                f"GPU time {_at_least(w['gpu_hours'])}")
+        if e["models"] != w["models"]:
+            line += (f" ({e['models']} models, GPU time {_at_least(e['gpu_hours'])} with Restricted ImageNet, "
                      "which runs only with imagenet_root)")
         print(line)
 

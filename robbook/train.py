@@ -26,13 +26,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ParameterError, get_device, seed_everything
+from .config import ParameterError, get_device, record_training, seed_everything
 from .config import cache_dir as default_cache_dir
 
 # %% auto #0
 __all__ = ['METHODS', 'OPTIMIZERS', 'SCHEDULES', 'ATTACK_BN', 'EVAL_ATTACKS', 'ADVERSARIAL', 'CODE_MODULES', 'TrainConfigError',
            'model_names', 'norm_names', 'augment_names', 'TrainConfig', 'lr_at', 'trades_perturb', 'code_version',
-           'run_key', 'TrainResult', 'steps_per_epoch', 'train', 'load_trained', 'extract_features',
+           'run_key', 'TrainResult', 'training_record', 'steps_per_epoch', 'train', 'load_trained', 'extract_features',
            'train_linear_probe', 'benchmark']
 
 # %% ../nbs/16_train.ipynb #a85af18f
@@ -876,6 +876,13 @@ def _backend_settings(cfg: TrainConfig, device) -> dict:
     return {"cudnn.benchmark": True, "cudnn.deterministic": False, "deterministic_algorithms": False}
 
 
+def _current_backend_settings() -> dict:
+    "The process's present values of the settings `_backend_settings` may change."
+    return {"cudnn.benchmark": torch.backends.cudnn.benchmark, "cudnn.deterministic": torch.backends.cudnn.deterministic,
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled()}
+
+
 def _apply_backend_settings(settings: dict) -> None:
     if not settings:
         return
@@ -883,7 +890,30 @@ def _apply_backend_settings(settings: dict) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", settings["CUBLAS_WORKSPACE_CONFIG"])
     torch.backends.cudnn.benchmark = settings["cudnn.benchmark"]
     torch.backends.cudnn.deterministic = settings["cudnn.deterministic"]
-    torch.use_deterministic_algorithms(settings["deterministic_algorithms"], warn_only=True)
+    torch.use_deterministic_algorithms(settings["deterministic_algorithms"],
+                                       warn_only=settings.get("warn_only", True))
+
+
+@contextlib.contextmanager
+def _backend_scope(settings: dict):
+    "Apply `settings` inside the block; restore the process's previous settings on leaving it, also on an error."
+    if not settings:
+        yield
+        return
+    before = _current_backend_settings()
+    _apply_backend_settings(settings)
+    try:
+        yield
+    finally:
+        _apply_backend_settings(before)
+
+
+def training_record(cfg: TrainConfig, result, n: int | None, shape, seconds: float, world_size: int = 1) -> dict:
+    "What `robbook.config.record_training` keeps of one returned model (the run's `provenance.trained` list)."
+    return {"key": result.key[:16], "model": cfg.model, "method": cfg.method, "norm": cfg.norm, "eps": cfg.eps,
+            "steps": cfg.steps if cfg.method in ADVERSARIAL else 0, "epochs": cfg.epochs, "n": n,
+            "shape": list(shape) if shape is not None else None, "classes": cfg.num_classes,
+            "from_cache": bool(result.from_cache), "seconds": round(seconds, 2), "world_size": world_size}
 
 
 def steps_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
@@ -914,6 +944,7 @@ def train(cfg: TrainConfig | dict, train_data, *, val_data=None, device: str = "
 
     >>> r = train(TrainConfig(model="mnist_cnn", method="pgd", eps=0.3), "mnist", val_data="mnist")"""
     # ---- checks (no training before all pass) --------------------------------------------
+    t_start = time.perf_counter()
     if isinstance(cfg, dict):
         cfg = TrainConfig.from_dict(cfg)
     if not isinstance(cfg, TrainConfig):
@@ -964,25 +995,28 @@ def train(cfg: TrainConfig | dict, train_data, *, val_data=None, device: str = "
     cuda = dev.type == "cuda"
     if cuda and cfg.channels_last and _channels_last_ok(model):
         model = model.to(memory_format=torch.channels_last)
-    _apply_backend_settings(_backend_settings(cfg, dev))
+    with _backend_scope(_backend_settings(cfg, dev)):
+        def amp_ctx():
+            return torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and cuda)
 
-    def amp_ctx():
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and cuda)
-
+        if rank == 0:
+            path.mkdir(parents=True, exist_ok=True)
+        with _entry_lock(path, rank == 0):
+            decision = _inspect_entry(path, key, model) if rank == 0 else None
+            decision = _broadcast(decision)
+            if decision["state"] == "complete":
+                if rank != 0:
+                    _load_complete(path, key, model)
+                model.eval()
+                _barrier()
+                result = TrainResult(model, decision["history"], key, path, True, 0)
+            else:
+                run = _Run(cfg, model, dev, amp_ctx, path, key, rank, world, progress, sync_bn, shape)
+                result = _train_loop(run, train_data, val_data, attack_fn, decision, augment, eval_attack,
+                                     num_workers)
+        _barrier()
     if rank == 0:
-        path.mkdir(parents=True, exist_ok=True)
-    with _entry_lock(path, rank == 0):
-        decision = _inspect_entry(path, key, model) if rank == 0 else None
-        decision = _broadcast(decision)
-        if decision["state"] == "complete":
-            if rank != 0:
-                _load_complete(path, key, model)
-            model.eval()
-            _barrier()
-            return TrainResult(model, decision["history"], key, path, True, 0)
-        run = _Run(cfg, model, dev, amp_ctx, path, key, rank, world, progress, sync_bn, shape)
-        result = _train_loop(run, train_data, val_data, attack_fn, decision, augment, eval_attack, num_workers)
-    _barrier()
+        record_training(training_record(cfg, result, len(train_data), shape, time.perf_counter() - t_start, world))
     return result
 
 # %% ../nbs/16_train.ipynb #de1539ec

@@ -72,6 +72,23 @@ def test_chapters_ran_with_smoke_and_wrote_results(built_book):
         assert {c["verdict"] for c in claims} <= {"reproduced", "partly", "not reproduced", "not run here"}
 
 
+def test_time_estimates_count_what_the_smoke_runs_trained(built_book):
+    """`robbook.launch.estimate` counts each chapter's models from its profile by mirroring its loops; every run
+    records the models it used (one per cache key). The two must agree, model for model, or the estimates drift."""
+    from collections import Counter
+    from robbook.launch import training_plan
+    from robbook.profiles import PROFILES
+    for page in [p for p in run.book_pages(ROOT) if run.chapter_name(p) in PROFILES]:
+        chap = run.chapter_name(page)
+        prov = json.loads((ROOT / "executed" / f"{chap}.json").read_text())["provenance"]
+        params = {k: v for k, v in prov["parameters"].items() if k in PROFILES[chap]["smoke"]}
+        without = ("rimagenet",) if params.get("imagenet_root") is None else ()
+        plan = [m for m in training_plan(chap, "smoke", without, params=params) if m["method"] != "build"]
+        what = lambda m: (m["model"], m["method"], m["n"], m["epochs"])
+        planned, ran = Counter(map(what, plan)), Counter(map(what, prov["trained"]))
+        assert planned == ran, f"{chap}: planned but not run {planned - ran}; run but not planned {ran - planned}"
+
+
 def test_every_page_rendered_with_provenance(built_book):
     from robbook.profiles import PROFILES
     assert (HTML / "index.html").exists()

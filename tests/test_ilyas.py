@@ -1,11 +1,21 @@
 """Tests of robbook.ilyas: dataset constructions of Ilyas et al. (2019) (eq. (6), eq. (7)), the controls, the
-on-disk dataset cache, the reader of the authors' released datasets, and a robustness checkpoint as source model."""
+on-disk dataset cache, the reader of the authors' released datasets, a robustness checkpoint as source model, the
+constructions streamed from a FolderDataset into PNG folders, and the Restricted ImageNet experiments."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from robbook import ilyas as IL
-from robbook.data import ImageData
+from robbook.config import ParameterError, resolve
+from robbook.data import RESTRICTED_IMAGENET_RANGES, FolderDataset, ImageData, load_folder, restricted_imagenet
 from robbook.models import build_model, load_robustness_checkpoint
 from robbook.train import TrainConfig, train
 
@@ -217,3 +227,226 @@ def test_robustness_checkpoint_as_source_model(tmp_path):
     d = ImageData((x * 255).to(torch.uint8), torch.arange(3), CLASSES, "cifar-toy")
     out = IL.robust_dataset(src, d, steps=3, step_size=0.5, seed=0, progress=False)
     assert out.x.shape == d.x.shape and torch.equal(out.y, d.y)
+
+
+# ---- streamed builds: a FolderDataset source written as PNG folders ------------------------------------------------
+def _imagenet(root: Path, per_train=4, per_val=2, side=20) -> Path:
+    "An ImageNet layout (1000 wnid folders per split) with a few random side x side images in one folder per RI class."
+    for split, per in (("train", per_train), ("val", per_val)):
+        for k in range(1000):
+            (root / split / f"n{k:08d}").mkdir(parents=True)
+        for c, (lo, _) in enumerate(RESTRICTED_IMAGENET_RANGES.values()):
+            for j in range(per):
+                a = np.random.default_rng([c, j, split == "val"]).integers(0, 256, (side, side, 3), dtype=np.uint8)
+                Image.fromarray(a).save(root / split / f"n{lo:08d}" / f"{j}.JPEG", format="PNG")
+    return root
+
+
+@pytest.fixture(scope="module")
+def inet(tmp_path_factory):
+    return _imagenet(tmp_path_factory.mktemp("imagenet"))
+
+
+def _rgb_net(seed=0, classes=9):
+    torch.manual_seed(seed)
+    return build_model("kamath_stdcnn", num_classes=classes, in_channels=3, input_size=16, channels=(4, 8), hidden=16,
+                       dropout=0.0).eval()
+
+
+def _same_as_in_memory(on_disk, in_memory):
+    "A built folder read back equals an in-memory build, image by image (matched by source index) and label by label."
+    back, order = on_disk.load_all(num_workers=0, progress=False), IL.source_indices(on_disk)
+    assert sorted(order.tolist()) == list(range(len(in_memory)))
+    assert on_disk.num_classes == in_memory.num_classes and not on_disk.train and on_disk.size is None
+    return torch.equal(back.x, in_memory.x[order]) and torch.equal(back.y, in_memory.y[order])
+
+
+BUILDERS = {
+    "inv-image": lambda src, **kw: IL.robust_dataset(_rgb_net(), src, steps=3, step_size=0.5, start="image", seed=1, **kw),
+    "inv-noise": lambda src, **kw: IL.robust_dataset(_rgb_net(), src, steps=3, step_size=0.5, start="noise", seed=1, **kw),
+    "pgd-rand": lambda src, **kw: IL.nonrobust_dataset(_rgb_net(), src, eps=1.0, steps=3, step_size=0.4, kind="rand",
+                                                       seed=2, **kw),
+    "pgd-det": lambda src, **kw: IL.nonrobust_dataset(_rgb_net(), src, eps=1.0, steps=3, step_size=0.4, kind="det", **kw),
+    "bug-det": lambda src, **kw: IL.nontransferable_dataset(_rgb_net(), [_rgb_net(1)], src, eps=1.0, steps=3,
+                                                            step_size=0.4, **kw),
+    "pattern-rand": lambda src, **kw: IL.pattern_dataset(src, eps=1.0, kind="rand", seed=3, **kw),
+}
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_folder_build_equals_the_in_memory_build(name, inet, tmp_path):
+    src = restricted_imagenet(inet, "train", size=16, train=False)           # 36 images of 9 classes, 20 -> 16 px
+    workers = 2 if name == "pgd-det" else 0                                   # decoding in worker processes once
+    on_disk = BUILDERS[name](src, batch_size=10, cache_dir=tmp_path, num_workers=workers, progress=False)
+    in_memory = BUILDERS[name](src.load_all(num_workers=0, progress=False), batch_size=10, progress=False)
+    assert isinstance(on_disk, FolderDataset) and _same_as_in_memory(on_disk, in_memory)
+    assert Path(on_disk.paths[0]).parents[1].name.startswith(name)            # <cache>/ilyas-datasets/<kind>-<hash>
+    assert json.loads((Path(on_disk.paths[0]).parents[1] / "complete.json").read_text())["images"] == len(src)
+
+
+def test_folder_build_keeps_empty_classes_and_the_training_cache_apart(inet, tmp_path):
+    src = restricted_imagenet(inet, "train", size=16, train=False)
+    few = src.subset([0, 1, 2])                                               # classes 0 only: D_det targets 1
+    det = IL.nonrobust_dataset(_rgb_net(), few, eps=1.0, steps=2, step_size=0.5, cache_dir=tmp_path, progress=False,
+                               num_workers=0)
+    assert det.num_classes == 9 and det.y.tolist() == [1, 1, 1]               # empty class folders keep the indices
+    r = IL.robust_dataset(_rgb_net(0), src, steps=2, step_size=0.5, cache_dir=tmp_path, progress=False, num_workers=0)
+    nr = IL.robust_dataset(_rgb_net(1), src, steps=2, step_size=0.5, cache_dir=tmp_path, progress=False, num_workers=0)
+    assert r.fingerprint() != nr.fingerprint()                 # same layout and labels, different training-cache keys
+
+
+def test_folder_build_errors_name_what_to_do(inet, tmp_path):
+    train_crops = restricted_imagenet(inet, "train", size=16, train=True)
+    with pytest.raises(ValueError, match="train=False"):
+        IL.nonrobust_dataset(_rgb_net(), train_crops, eps=1.0, steps=1, step_size=0.5, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="cache_dir"):
+        IL.nonrobust_dataset(_rgb_net(), restricted_imagenet(inet, "train", size=16, train=False), eps=1.0, steps=1,
+                             step_size=0.5)
+    with pytest.raises(ValueError, match="cached_dataset"):
+        IL.nonrobust_dataset(_net(), _data(4), eps=1.0, steps=1, step_size=0.5, cache_dir=tmp_path)
+    (tmp_path / "mixed" / "a").mkdir(parents=True)
+    for k, side in enumerate((16, 20)):
+        Image.fromarray(np.zeros((side, side, 3), np.uint8)).save(tmp_path / "mixed" / "a" / f"{k}.png")
+    with pytest.raises(ValueError, match="size="):
+        IL.pattern_dataset(load_folder(tmp_path / "mixed"), eps=1.0, cache_dir=tmp_path, num_workers=0)
+
+
+@pytest.mark.parametrize("start", ["image", "noise"])
+def test_interrupted_folder_build_resumes_to_the_same_files(start, inet, tmp_path, monkeypatch):
+    """A build stopped by an error after two of its five batches (as a killed process would be, plus a stale temporary
+    file) resumes at the third batch, leaves the finished files alone, and ends with the files of an uninterrupted
+    build; once complete it does no work at all."""
+    src = restricted_imagenet(inet, "train", size=16, train=False)
+    build = lambda cache: IL.robust_dataset(_rgb_net(), src, steps=3, step_size=0.5, start=start, seed=4, batch_size=8,
+                                            cache_dir=cache, progress=False, num_workers=0)
+    ref = build(tmp_path / "ref")
+    real, calls = IL.match_representation, []
+
+    def failing(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real(*a, **kw)
+    monkeypatch.setattr(IL, "match_representation", failing)
+    with pytest.raises(KeyboardInterrupt):
+        build(tmp_path / "run")
+    folder = tmp_path / "run" / "ilyas-datasets" / Path(ref.paths[0]).parents[1].name     # the same key
+    first = {p: p.stat().st_mtime_ns for p in folder.rglob("*.png")}
+    assert len(first) == 16 and not (folder / "complete.json").exists()
+    (folder / "0" / ".00-stale.png.tmp1").write_bytes(b"half a file")
+    calls.clear()
+    monkeypatch.setattr(IL, "match_representation", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+    resumed = build(tmp_path / "run")
+    assert len(calls) == 3                                                    # batches 3, 4 and 5 only
+    assert all(p.stat().st_mtime_ns == t for p, t in first.items())          # finished files left alone
+    assert [Path(p).name for p in resumed.paths] == [Path(p).name for p in ref.paths]
+    a, b = resumed.load_all(num_workers=0, progress=False), ref.load_all(num_workers=0, progress=False)
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and not list(folder.rglob(".*.tmp*"))
+    monkeypatch.setattr(IL, "match_representation", lambda *a, **kw: pytest.fail("a complete build was redone"))
+    again = build(tmp_path / "run")
+    assert again.paths == resumed.paths and again.fingerprint() == resumed.fingerprint()
+
+
+_PEAK_MEMORY = r"""
+import json, sys
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from robbook import ilyas as IL
+from robbook.data import load_folder
+from robbook.models import build_model
+
+
+def growth(fn):
+    Path("/proc/self/clear_refs").write_text("5")
+    read = lambda key: next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key))
+    start = read("VmRSS:")
+    fn()
+    return read("VmHWM:") - start
+
+
+torch.manual_seed(0)
+net = build_model("linear", num_classes=4, in_channels=3, input_size=96).eval()
+build = lambda f, tag: IL.nonrobust_dataset(net, load_folder(f), eps=1.0, steps=1, step_size=0.5, batch_size=32,
+                                            cache_dir=Path(sys.argv[1]) / tag, num_workers=0, progress=False)
+growth(lambda: build(sys.argv[2], "warm-up"))
+for i, f in enumerate(sys.argv[2:]):
+    streamed = growth(lambda: build(f, str(i)))
+    held = []
+    in_memory = growth(lambda: held.append(load_folder(f).load_all(num_workers=0, progress=False)))
+    print(json.dumps({"streamed_kb": streamed, "in_memory_kb": in_memory}), flush=True)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_folder_build_peak_memory_does_not_grow_with_the_data(tmp_path):
+    """Smooth RGB images of 96x96 (27 kB decoded), 64 of them and 512 (14 MB decoded), built into D_det by a linear
+    model in batches of 32: the build raises the peak memory of the process by the same amount for both (within 4 MB),
+    while decoding the larger set into memory raises it by at least its size. Measured in a child process (as
+    tests/test_train.py measures streamed training)."""
+    yy, xx = np.mgrid[0:96, 0:96]
+    for n in (64, 512):
+        for i in range(n):
+            d = tmp_path / str(n) / f"c{i % 4}"
+            d.mkdir(parents=True, exist_ok=True)
+            a = np.stack([(xx * (i % 7 + 1)) % 256, (yy * (i % 5 + 1)) % 256, np.full_like(xx, i % 256)], -1)
+            Image.fromarray(a.astype(np.uint8)).save(d / f"{i:05d}.png")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="131072")
+    p = subprocess.run([sys.executable, "-c", _PEAK_MEMORY, str(tmp_path / "cache"), str(tmp_path / "64"),
+                        str(tmp_path / "512")], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    small, large = [json.loads(line) for line in p.stdout.splitlines()]
+    print(small, large)
+    assert large["in_memory_kb"] > 14_000                             # the measurement sees data held in memory
+    assert large["streamed_kb"] - small["streamed_kb"] < 4_000        # the build: bounded by the batch
+
+
+# ---- the Restricted ImageNet experiments ---------------------------------------------------------------------------
+def test_rimagenet_settings_from_every_profile_and_their_errors():
+    for p in ("smoke", "quick", "full"):
+        s = IL.RISettings.from_config(resolve("ilyas", p))
+        assert s.image_size >= 16 and s.eps_eval
+    assert IL.RISettings().model == "imagenet_resnet50" and IL.RISettings().inv_steps == 2000   # the paper's
+    with pytest.raises(ParameterError, match="rimagenet_n_train"):
+        IL.RISettings(n_train=0)
+    with pytest.raises(ParameterError, match="rimagenet_eps_eval"):
+        IL.RISettings(eps_eval=[])
+
+
+def test_train_config_is_the_chapter_recipe():
+    small = IL.train_config("kamath_stdcnn", 10, epochs=2, batch_size=64, lr=0.002)
+    assert small.optimizer == "adam" and small.schedule == "constant" and small.model_kwargs == {"dropout": 0.0}
+    big = IL.train_config("resnet18", 9, epochs=3, batch_size=128, lr=0.1, method="pgd", eps=3.0, steps=7,
+                          augment="flip")
+    assert (big.optimizer, big.schedule, big.weight_decay, big.norm, big.alpha) == ("sgd", "onecycle", 5e-4, "l2", 0.6)
+
+
+def test_rimagenet_experiments_end_to_end(inet, tmp_path):
+    S = IL.RISettings(model="kamath_stdcnn", model_kwargs={"channels": [4, 8], "hidden": 16, "dropout": 0.0},
+                      image_size=16, n_test=12, n_robust=6, epochs=1, adv_epochs=1, batch_size=12, lr=1e-3,
+                      pgd_steps=2, det_steps=3, inv_steps=3, build_batch_size=16)
+    run = lambda: IL.rimagenet_experiments(inet, S, cache_dir=tmp_path, device="cpu", eval_version="fast",
+                                           num_workers=0, progress=False)
+    from robbook.config import trained_since, _TRAINED
+    from robbook.launch import training_plan
+    start = len(_TRAINED)
+    out = run()
+    # robbook.launch.estimate counts these models from the profile keys: the plan and the run agree
+    params = {f"rimagenet_{f.name}": getattr(S, f.name) for f in dataclasses.fields(S)}
+    plan = [m for m in training_plan("ilyas", "smoke", params={**params, "rimagenet_n_train": 36})
+            if m["slot"] == "rimagenet" and m["method"] != "build"]
+    what = lambda m: (m["model"], m["method"], m["n"], m["epochs"], m["steps"])
+    assert sorted(map(what, plan)) == sorted(map(what, trained_since(start)))
+    assert [r["training set"] for r in out["table1"]] == ["D", "D̂_rand", "D̂_det"]
+    assert [r["paper"] for r in out["table1"]] == [96.6, 87.9, 64.4]
+    assert [r["model"] for r in out["figure12"]] == ["standard training", "adversarial training",
+                                                     "standard training on D̂_NR", "standard training on D̂_R"]
+    values = [v for r in out["table1"] + out["figure12"] for k, v in r.items() if k not in ("training set", "model", "paper")]
+    assert all(v is None or 0 <= v <= 1 for v in values) and len(values) == 3 * 2 + 4 * 2
+    assert out["sizes"] == {"train": 36, "test": 12, "robust": 6} and out["budgets"]["eps_pgd"] == pytest.approx(3 * 16 / 224)
+    for folder in out["folders"].values():
+        assert (Path(folder) / "complete.json").is_file() and len(list(Path(folder).rglob("*.png"))) == 36
+    assert len(list((tmp_path / "ilyas-datasets").iterdir())) == 4 and len(set(out["folders"].values())) == 4
+    assert run() == out                                                       # everything from the caches
+    with pytest.raises(ParameterError, match="nproc"):
+        IL.rimagenet_experiments(inet, S, cache_dir=tmp_path, device="cpu", launch={"nproc": 0})

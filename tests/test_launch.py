@@ -256,4 +256,28 @@ def test_training_plan_and_estimate_are_counted_from_the_profile(monkeypatch):
     monkeypatch.setattr(L, "SUSTAINED_TFLOPS", 2 * L.SUSTAINED_TFLOPS)
     assert L.estimate("tsipras", "full")["gpu_hours"] == pytest.approx(e["gpu_hours"] / 2)
     with pytest.raises(ParameterError, match="chapter"):
-        L.training_plan("moayeri", "smoke")
+        L.training_plan("madry", "smoke")
+    with pytest.raises(ParameterError, match="profile"):
+        L.training_plan("kamath", "huge")
+
+
+def test_every_chapter_has_a_plan_that_grows_with_the_profile():
+    "Each chapter's plan is counted from its profile (the book's tests check the smoke plan against a run)."
+    for chap in ("tsipras", "ilyas", "kamath", "moayeri"):
+        e = {p: L.estimate(chap, p, without=("rimagenet",)) for p in ("smoke", "quick", "full")}
+        assert 0 < e["smoke"]["models"] and e["smoke"]["models"] <= e["full"]["models"], chap
+        assert 0 < e["smoke"]["gpu_hours"] < e["quick"]["gpu_hours"] < e["full"]["gpu_hours"], chap
+    # a profile value moves the plan: one more TRADES budget is one more Kamath model, one more
+    # colour-shift rho one more Moayeri model, a robustness checkpoint one Ilyas model fewer
+    base = len(L.training_plan("kamath", "smoke"))
+    from robbook.profiles import PROFILES
+    K = PROFILES["kamath"]["smoke"]
+    assert len(L.training_plan("kamath", "smoke", params={"trades_eps": [*K["trades_eps"], 0.3]})) == base + 1
+    M = PROFILES["moayeri"]["smoke"]
+    assert (len(L.training_plan("moayeri", "smoke", params={"cs_rhos": [*M["cs_rhos"], 64.0]}))
+            == len(L.training_plan("moayeri", "smoke")) + 1)
+    quick = L.estimate("ilyas", "quick")["models"]
+    assert L.estimate("ilyas", "quick", params={"checkpoint": "/x.pt"})["models"] == quick - 1
+    # a dataset built by attack steps costs 2 passes per step and image; it is not a model
+    builds = [m for m in L.training_plan("ilyas", "smoke") if m["method"] == "build"]
+    assert builds and all(m["epochs"] == 1 for m in builds)

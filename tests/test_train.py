@@ -367,6 +367,38 @@ def test_backend_settings_deterministic_option():
     assert det["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")
 
 
+def test_train_restores_the_callers_backend_settings(tmp_path, data, monkeypatch):
+    """cuDNN autotuning is a setting of the whole process: `train` turns on the GPU settings only while it
+    trains and gives the caller's back when it returns, from a fresh run, from the cache, and after an error.
+    (On the CPU `_backend_settings` is empty, so the GPU settings are forced here.)"""
+    gpu = {"cudnn.benchmark": True, "cudnn.deterministic": False, "deterministic_algorithms": False}
+    monkeypatch.setattr(T, "_backend_settings", lambda c, d: dict(gpu))
+    seen, loop = [], T._train_loop
+
+    def spy(*a, **k):
+        seen.append(torch.backends.cudnn.benchmark)
+        return loop(*a, **k)
+    monkeypatch.setattr(T, "_train_loop", spy)
+    before = T._current_backend_settings()
+    try:
+        torch.backends.cudnn.benchmark = False
+        mine = T._current_backend_settings()
+        r = train(cfg(), data[0], cache_dir=tmp_path, progress=False)
+        assert seen == [True] and T._current_backend_settings() == mine
+        assert train(cfg(), data[0], cache_dir=tmp_path, progress=False).from_cache
+        assert T._current_backend_settings() == mine
+
+        def boom(*a, **k):
+            assert torch.backends.cudnn.benchmark is True
+            raise RuntimeError("killed")
+        monkeypatch.setattr(T, "_train_loop", boom)
+        with pytest.raises(RuntimeError, match="killed"):
+            train(cfg(seed=1), data[0], cache_dir=tmp_path, progress=False)
+        assert T._current_backend_settings() == mine and r.model is not None
+    finally:
+        T._apply_backend_settings(before)
+
+
 def test_sync_bn_swap_shares_parameters_and_undoes():
     torch.manual_seed(0)
     m = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3))
