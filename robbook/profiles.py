@@ -173,7 +173,9 @@ register("tsipras", {
 _kamath_theory = {"toy_p": 0.6, "toy_p_grid": [0.5, 0.6, 0.75, 0.9], "toy_md_grid": [0.5, 0.25, 0.125]}
 _kamath_eval = {"eval_version": "fast", "deepfool_steps": 50, "sp_max_deg": 30.0, "sp_max_px": 3,
                 "sp_random_k": 10, "cifar10_std_arch": "vgg16", "cifar10_gcnn_arch": "p4_resnet18",
-                "fig14_eps": 0.3 * 0.3081, "cifar10_fig14_eps": 8 / 255, "trades_beta": 6.0}
+                "fig14_eps": 0.3 * 0.3081, "cifar10_fig14_eps": 8 / 255, "trades_beta": 6.0,
+                # how the models train (robbook.launch): launcher None = torchrun when nproc * nnodes > 1
+                "launcher": None, "nproc": 1, "nnodes": 1, "rdzv_endpoint": None}
 register("kamath", {
     "smoke": {**_kamath_theory, **_kamath_eval,
               "toy_d": 64, "toy_mc": 100_000, "toy_n_train": 4000,
@@ -215,7 +217,8 @@ register("kamath", {
              "cifar10_rob_eps": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255], "rob_steps": 40,
              "eval_eps": 0.1, "cifar10_eval_eps": 2 / 255, "sp_n_angles": 31, "sp_n_trans": 5},
 }, choices={"mnist_data": ["fashion_mnist", "mnist"], "optimizer": ["sgd", "adam"], "eval_version": ["fast", "standard"],
-            "cifar10_std_arch": ["vgg16", "resnet18"], "cifar10_gcnn_arch": ["p4_resnet18", "none"]})
+            "cifar10_std_arch": ["vgg16", "resnet18"], "cifar10_gcnn_arch": ["p4_resnet18", "none"],
+            "launcher": [None, "inprocess", "torchrun"]})
 
 # %% ../nbs/11_profiles.ipynb #6993d69e
 # profile: ilyas

@@ -30,6 +30,9 @@ def _find(nb, marker):
 
 
 def _write(nb, path):
+    for c in nb["cells"]:                     # sources as lists of lines, as Jupyter and nbdev write them
+        if isinstance(c["source"], str):
+            c["source"] = c["source"].splitlines(keepends=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".")
     with os.fdopen(fd, "w") as f:
         json.dump(nb, f, indent=1, ensure_ascii=False)

@@ -396,3 +396,13 @@ def test_required_data_absent_stops_with_the_dataset_error(page, params, tmp_pat
     err, _ = _run_without_data(page, params, tmp_path)
     assert err is not None and err.ename == "DatasetNotFoundError", (err.ename, err.evalue) if err else "no error"
     assert "mnist" in err.evalue.lower()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", ["01_tsipras", "02_ilyas", "03_kamath"])
+def test_bad_launch_parameters_stop_the_chapter_at_once(page, tmp_path):
+    "A chapter that can train through torchrun rejects a bad launch combination in its first cells, naming it."
+    t0 = time.time()
+    err, res = _run_without_data(page, {"nproc": 2, "nnodes": 2}, tmp_path)   # 2 machines need rdzv_endpoint
+    assert err is not None and err.ename == "ParameterError" and "rdzv_endpoint" in err.evalue, err
+    assert res is None and time.time() - t0 < 120                        # nothing ran, nothing was written
