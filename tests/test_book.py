@@ -72,6 +72,20 @@ def test_chapters_ran_with_smoke_and_wrote_results(built_book):
         assert {c["verdict"] for c in claims} <= {"reproduced", "partly", "not reproduced", "not run here"}
 
 
+def test_chapters_show_no_stray_values(built_book):
+    "A chapter's cell that ends in a call shows its return value: a bare string such as 'inprocess' is a leak."
+    import re
+    from robbook.profiles import PROFILES
+    for page in [p for p in run.book_pages(ROOT) if run.chapter_name(p) in PROFILES]:
+        for c in _executed(page).cells:
+            for o in c.get("outputs", []) if c.cell_type == "code" else []:
+                text = o.get("data", {}).get("text/plain", "") if o.get("output_type") == "execute_result" else ""
+                if isinstance(text, list):
+                    text = "".join(text)
+                assert not re.fullmatch(r"""\s*(['"]).*\1\s*|\s*(None|True|False)\s*""", text, re.S), \
+                    f"{page}: a cell shows the bare value {text[:80]!r} (end the cell with an assignment or ';')"
+
+
 def test_time_estimates_count_what_the_smoke_runs_trained(built_book):
     """`robbook.launch.estimate` counts each chapter's models from its profile by mirroring its loops; every run
     records the models it used (one per cache key). The two must agree, model for model, or the estimates drift."""
