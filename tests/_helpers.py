@@ -1,4 +1,6 @@
-"Small pieces several test modules share: the ℓp size of a batch of perturbations and a small MNIST-shaped CNN."
+"""Small pieces several test modules share: the ℓp size of a batch of perturbations, a small MNIST-shaped CNN, and
+folders of smooth images for the peak-memory tests of streamed work."""
+import numpy as np
 import torch.nn as nn
 
 
@@ -22,3 +24,16 @@ class SmallCNN(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+
+def write_smooth_folders(root, sizes=(64, 512), side=96):
+    """`root/<n>/c<k>/<i>.png` for each n in `sizes`: n smooth RGB images of side x side in 4 classes (27 kB decoded
+    at 96 px), different from each other, cheap to write and to decode."""
+    from PIL import Image
+    yy, xx = np.mgrid[0:side, 0:side]
+    for n in sizes:
+        for i in range(n):
+            d = root / str(n) / f"c{i % 4}"
+            d.mkdir(parents=True, exist_ok=True)
+            a = np.stack([(xx * (i % 7 + 1)) % 256, (yy * (i % 5 + 1)) % 256, np.full_like(xx, i % 256)], -1)
+            Image.fromarray(a.astype(np.uint8)).save(d / f"{i:05d}.png")

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from _helpers import write_smooth_folders
 from robbook import ilyas as IL
 from robbook.config import ParameterError, resolve
 from robbook.data import RESTRICTED_IMAGENET_RANGES, FolderDataset, ImageData, load_folder, restricted_imagenet
@@ -384,13 +385,7 @@ def test_folder_build_peak_memory_does_not_grow_with_the_data(tmp_path):
     model in batches of 32: the build raises the peak memory of the process by the same amount for both (within 4 MB),
     while decoding the larger set into memory raises it by at least its size. Measured in a child process (as
     tests/test_train.py measures streamed training)."""
-    yy, xx = np.mgrid[0:96, 0:96]
-    for n in (64, 512):
-        for i in range(n):
-            d = tmp_path / str(n) / f"c{i % 4}"
-            d.mkdir(parents=True, exist_ok=True)
-            a = np.stack([(xx * (i % 7 + 1)) % 256, (yy * (i % 5 + 1)) % 256, np.full_like(xx, i % 256)], -1)
-            Image.fromarray(a.astype(np.uint8)).save(d / f"{i:05d}.png")
+    write_smooth_folders(tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="131072")
     p = subprocess.run([sys.executable, "-c", _PEAK_MEMORY, str(tmp_path / "cache"), str(tmp_path / "64"),
                         str(tmp_path / "512")], env=env, capture_output=True, text=True, timeout=300)

@@ -19,6 +19,7 @@ import torch.nn as nn
 
 import robbook.train as T
 from robbook.train import TrainConfig, TrainConfigError, lr_at, train, train_linear_probe
+from _helpers import write_smooth_folders
 from train_helpers.easy import easy_data, folder_order, helpful_attack, weights_digest, without_time, write_folder
 
 HELPER = Path(__file__).parent / "train_helpers" / "run_train.py"
@@ -644,14 +645,7 @@ def test_streaming_peak_memory_does_not_grow_with_the_data(tmp_path):
     streamed epoch raises the peak memory of the process by the same amount for both (within
     4 MB), while decoding the larger set into memory, as `train` needed before, raises it by at
     least its size. Measured in a child process (tests/train_helpers/peak_memory.py)."""
-    from PIL import Image
-    yy, xx = np.mgrid[0:96, 0:96]
-    for n in (64, 512):
-        for i in range(n):
-            d = tmp_path / str(n) / f"c{i % 4}"
-            d.mkdir(parents=True, exist_ok=True)
-            a = np.stack([(xx * (i % 7 + 1)) % 256, (yy * (i % 5 + 1)) % 256, np.full_like(xx, i % 256)], -1)
-            Image.fromarray(a.astype(np.uint8)).save(d / f"{i:05d}.png")
+    write_smooth_folders(tmp_path)
     env = dict(child_env(), MALLOC_MMAP_THRESHOLD_="131072")
     p = subprocess.run([sys.executable, str(HELPER.with_name("peak_memory.py")), str(tmp_path / "cache"),
                         str(tmp_path / "64"), str(tmp_path / "512")], env=env, capture_output=True, text=True,
