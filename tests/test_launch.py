@@ -171,18 +171,22 @@ def test_two_processes_through_the_launcher_equal_one_process(specs, two_process
 
 
 def _worker_pids(tag: str) -> dict[int, int]:
-    "{RANK: pid} of the live processes whose environment carries ROBBOOK_TEST_TAG=tag."
-    found = {}
+    """{RANK: pid} of the live rank processes whose environment carries ROBBOOK_TEST_TAG=tag.
+
+    A rank's DataLoader workers inherit its environment (RANK included); they are told apart by their
+    parent, which is the rank itself, while a rank's parent is torchrun."""
+    tagged = {}                                                   # pid -> (rank, parent pid)
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
         try:
             env = dict(e.split("=", 1) for e in (p / "environ").read_bytes().decode(errors="replace").split("\0") if "=" in e)
-        except OSError:
+            ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
         if env.get("ROBBOOK_TEST_TAG") == tag and "RANK" in env and "LOCAL_RANK" in env:
-            found[int(env["RANK"])] = int(p.name)
-    return found
+            tagged[int(p.name)] = (int(env["RANK"]), ppid)
+    return {rank: pid for pid, (rank, ppid) in tagged.items() if ppid not in tagged}
 
 
 @pytest.mark.slow
