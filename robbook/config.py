@@ -17,7 +17,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['COMMON_PARAMS', 'ParameterError', 'Config', 'resolve', 'resolve_from', 'get_device', 'seed_everything', 'repo_root',
-           'results_path', 'cache_dir', 'provenance', 'record_training', 'trained_since', 'start_run', 'finish_run']
+           'results_path', 'cache_dir', 'provenance', 'record_training', 'training_count', 'trained_since', 'start_run',
+           'finish_run']
 
 # %% ../nbs/10_config.ipynb #70cdf010
 COMMON_PARAMS: dict[str, Any] = {
@@ -228,6 +229,11 @@ def record_training(entry: dict) -> None:
     """Called by `robbook.train.train` (and `robbook.launch.fit` for torchrun jobs) for every model it returns,
     trained or from the cache: `finish_run` writes the run's list into the results JSON (`provenance.trained`)."""
     _TRAINED.append(dict(entry))
+
+
+def training_count() -> int:
+    "How many records `record_training` has kept in this process (a `start` for `trained_since`)."
+    return len(_TRAINED)
 
 
 def trained_since(start: int = 0) -> list[dict]:

@@ -183,13 +183,15 @@ def main(argv=None) -> int:
             job[key] = val
     if job.get("train_data") is None:
         raise _bad("data", None, "a data spec (--data, or 'train_data' in the job file)")
+    from robbook.config import trained_since, training_count
+    n0 = training_count()
     res = run_job(job, progress=not a.quiet)
     rank = int(os.environ.get("RANK", "0"))
     out = {"key": res.key, "path": str(res.path), "from_cache": res.from_cache, "epochs_run": res.epochs_run,
            "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
     if rank == 0:
-        from robbook.config import _TRAINED
-        out["record"] = _TRAINED[-1] if _TRAINED else None   # what train recorded: the notebook's run keeps it
+        new = trained_since(n0)
+        out["record"] = new[-1] if new else None   # what train recorded: the notebook's run keeps it
         print(json.dumps(out), flush=True)
         if a.out:
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -422,9 +422,9 @@ def test_rimagenet_experiments_end_to_end(inet, tmp_path):
                       pgd_steps=2, det_steps=3, inv_steps=3, build_batch_size=16)
     run = lambda: IL.rimagenet_experiments(inet, S, cache_dir=tmp_path, device="cpu", eval_version="fast",
                                            num_workers=0, progress=False)
-    from robbook.config import trained_since, _TRAINED
+    from robbook.config import trained_since, training_count
     from robbook.launch import training_plan
-    start = len(_TRAINED)
+    start = training_count()
     out = run()
     # robbook.launch.estimate counts these models from the profile keys: the plan and the run agree
     params = {f"rimagenet_{f.name}": getattr(S, f.name) for f in dataclasses.fields(S)}

@@ -74,6 +74,16 @@ def test_finish_run_writes_results_json(tmp_path):
     assert prov["torch"] and prov["git_commit"]
 
 
+def test_trained_since_lists_each_model_once_from_a_start():
+    start = config.training_count()
+    for key in ["a", "b", "a", "c"]:
+        config.record_training({"key": key, "from_cache": key != "b"})
+    assert config.training_count() == start + 4
+    assert [e["key"] for e in config.trained_since(start)] == ["a", "b", "c"]       # first return of each key
+    assert [e["key"] for e in config.trained_since(start + 2)] == ["a", "c"]
+    assert config.trained_since(config.training_count()) == []
+
+
 def test_cuda_request_without_gpu_is_a_clear_error():
     import torch
     if torch.cuda.is_available():
