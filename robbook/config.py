@@ -249,7 +249,7 @@ def start_run(cfg: Config, show: bool = True):
     "Seed everything, remember the start time and show the run's provenance."
     seed_everything(cfg.seed)
     cfg["_t0"] = time.time()
-    cfg["_trained0"] = len(_TRAINED)
+    cfg["_trained0"] = training_count()
     cfg["_provenance"] = provenance(cfg)
     if show:
         _show_provenance(cfg["_provenance"], title=f"Run: {cfg.chapter} with profile {cfg.profile}")

@@ -16,9 +16,9 @@ from pathlib import Path
 from .config import ParameterError
 
 # %% auto #0
-__all__ = ['LAUNCHERS', 'DATA_KINDS', 'SUSTAINED_TFLOPS', 'check_launch', 'parse_data', 'check_spec', 'load_data', 'make_job',
-           'run_job', 'main', 'cli', 'torchrun_command', 'LaunchError', 'launch', 'fit', 'training_plan', 'estimate',
-           'estimate_table', 'estimate_note']
+__all__ = ['LAUNCHERS', 'DATA_KINDS', 'SUSTAINED_TFLOPS', 'OPTIONAL_SLOTS', 'check_launch', 'parse_data', 'check_spec',
+           'load_data', 'make_job', 'run_job', 'main', 'cli', 'torchrun_command', 'LaunchError', 'launch', 'fit',
+           'training_plan', 'estimate', 'estimate_table', 'estimate_note']
 
 # %% ../nbs/16b_launch.ipynb #8dcc5988
 LAUNCHERS = ("inprocess", "torchrun")
@@ -335,8 +335,6 @@ def fit(cfg, data=None, *, spec: dict | None = None, val_data=None, val_spec: di
 
 # %% ../nbs/16b_launch.ipynb #cdfb5478
 SUSTAINED_TFLOPS = 50.0            # the GPU rate behind `estimate` (bf16, A100-class, sustained)
-_SLOT_INPUT = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32), "rimagenet": None}
-_SLOT_CLASSES = {"mnist": 10, "cifar10": 10, "rimagenet": 9}
 _DATA_INPUT = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 _DATA_TRAIN = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
 # forward passes per image of one training step (see above); "build": a dataset built by `steps` input-gradient steps
@@ -350,6 +348,11 @@ def _entry(model, n, epochs, shape, classes, method="standard", steps=0, model_k
             "classes": classes, **extra}
 
 
+def _classes(slot: str) -> int:
+    from robbook.data import RESTRICTED_IMAGENET_RANGES
+    return len(RESTRICTED_IMAGENET_RANGES) if slot == "rimagenet" else 10
+
+
 def _tsipras_plan(P: dict, slots=None) -> list[dict]:
     "The deep models of the Tsipras chapter for profile values `P` (its loops: Figs. 1, 6, 7, Tables 2 and 4)."
     plan, seen = [], set()
@@ -357,7 +360,7 @@ def _tsipras_plan(P: dict, slots=None) -> list[dict]:
         S = {k[len(s) + 1:]: v for k, v in P.items() if k.startswith(s + "_")}
         sizes = sorted(S["train_sizes"])
         N, E = sizes[-1], S["epochs"]
-        shape = _SLOT_INPUT[s] or (3, S["image_size"], S["image_size"])
+        shape = _DATA_INPUT.get(s) or (3, S["image_size"], S["image_size"])        # rimagenet: its image_size
 
         def add(n, method="standard", norm=None, eps=0.0):
             key = (s, n, "standard" if eps == 0 else method, norm if eps else None, float(eps))
@@ -365,7 +368,7 @@ def _tsipras_plan(P: dict, slots=None) -> list[dict]:
                 return
             seen.add(key)
             epochs = int(min(4 * E, max(E, math.ceil(E * N / n))))
-            plan.append(_entry(S["model"], n, epochs, shape, _SLOT_CLASSES[s], key[2], S["pgd_steps"],
+            plan.append(_entry(S["model"], n, epochs, shape, _classes(s), key[2], S["pgd_steps"],
                                S.get("model_kwargs"), slot=s, norm=key[3], eps=key[4]))
         for n in sizes:
             add(n)
@@ -569,15 +572,17 @@ def _duration(hours: float) -> str:
     return f"{hours:.1f} h" if hours < 10 else f"{hours:,.0f} h"
 
 
-def estimate_table(chapter: str, profiles=("smoke", "quick", "full"), optional: dict | None = None):
-    """A table of `estimate` per profile, for a chapter's re-run box: models, image-epochs and GPU time.
-    `optional` ({slot: name}) adds a row with each slot that runs only when its data path is given."""
+OPTIONAL_SLOTS = {"rimagenet": "Restricted ImageNet (imagenet_root)"}   # slots that run only when their data path is given
+
+
+def estimate_table(chapter: str, profiles=("smoke", "quick", "full")):
+    """A table of `estimate` per profile, for a chapter's re-run box and `python -m robbook list`: models,
+    image-epochs and GPU time, as run by default and with each of `OPTIONAL_SLOTS` the chapter has."""
     import pandas as pd
-    rows = []
+    rows, without = [], tuple(OPTIONAL_SLOTS)
     for prof in profiles:
-        without = tuple(optional or ())
         variants = [("as run by default", without)] + [(f"with {name}", tuple(s for s in without if s != slot))
-                                                       for slot, name in (optional or {}).items()]
+                                                       for slot, name in OPTIONAL_SLOTS.items()]
         for what, wo in variants:
             e = estimate(chapter, prof, without=wo)
             if rows and rows[-1]["profile"] == prof and rows[-1]["models"] == e["models"]:

@@ -682,21 +682,16 @@ def main(argv=None) -> int:
 
 
 def _print_estimates(chapter: str, profs: dict) -> None:
-    "Per profile: models, image-epochs and GPU-hours counted from the profile (robbook.launch.estimate)."
-    from robbook.launch import _duration, estimate
-    _at_least = lambda h: _duration(h) if h * 3600 < 1 else f">= {_duration(h)}"
-    for name, P in profs.items():
-        try:
-            w = estimate(chapter, name, without=("rimagenet",))
-            e = estimate(chapter, name)
-        except ParameterError:
-            return                              # no training plan counted for this chapter
-        line = (f"    [{name}] {w['models']} models, {w['image_epochs']:,} image-epochs, "
-                f"GPU time {_at_least(w['gpu_hours'])}")
-        if e["models"] != w["models"]:
-            line += (f" ({e['models']} models, GPU time {_at_least(e['gpu_hours'])} with Restricted ImageNet, "
-                     "which runs only with imagenet_root)")
-        print(line)
+    "Per profile: models, image-epochs and GPU time counted from the profile (robbook.launch.estimate_table)."
+    from robbook.launch import estimate_table
+    try:
+        table = estimate_table(chapter, tuple(profs))
+    except ParameterError:
+        return                              # no training plan counted for this chapter
+    for (prof, runs), r in table.iterrows():
+        t = r["GPU time, at least"]
+        print(f"    [{prof}, {runs}] {r['models']} models, {r['image-epochs']} image-epochs, "
+              f"GPU time {t if t.startswith('<') else '>= ' + t}")
 
 
 def _list(root=None):

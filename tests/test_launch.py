@@ -264,6 +264,18 @@ def test_training_plan_and_estimate_are_counted_from_the_profile(monkeypatch):
         L.training_plan("kamath", "huge")
 
 
+def test_estimate_table_adds_a_row_only_where_an_optional_slot_trains():
+    t = L.estimate_table("tsipras")
+    runs = [r for _, r in t.index]
+    assert runs.count("as run by default") == 3
+    with_ri = t.loc[("full", "with Restricted ImageNet (imagenet_root)")]
+    assert with_ri["models"] == L.estimate("tsipras", "full")["models"]
+    assert t.loc[("full", "as run by default")]["models"] == L.estimate("tsipras", "full", without=("rimagenet",))["models"]
+    assert with_ri["models"] > t.loc[("full", "as run by default")]["models"]
+    k = L.estimate_table("kamath")                     # no optional slot: one row per profile
+    assert [r for _, r in k.index] == ["as run by default"] * 3
+
+
 def test_every_chapter_has_a_plan_that_grows_with_the_profile():
     "Each chapter's plan is counted from its profile (the book's tests check the smoke plan against a run)."
     for chap in ("tsipras", "ilyas", "kamath", "moayeri"):
