@@ -3,14 +3,15 @@
 # %% auto #0
 __all__ = ['main']
 
-# %% ../nbs/19b_bench.ipynb #87ad85f7
+# %% ../nbs/19b_bench.ipynb #abc04854
 import sys
 
 
 def main(argv=None) -> int:
-    "Run a benchmark: `attacks`, `train` or `eval` [--device DEV] [--compile]."
+    "Run a benchmark: `attacks`, `train` or `eval` [--device DEV] [--compile] [--n N] [--models A,B]."
     argv = sys.argv[1:] if argv is None else list(argv)
-    usage = "usage: python -m robbook.bench {attacks,train,eval} [--device cpu|cuda|cuda:N] [--compile]"
+    usage = ("usage: python -m robbook.bench {attacks,train,eval} [--device cpu|cuda|cuda:N] [--compile] "
+             "[--n N --models A,B (eval only)]")
     if not argv or argv[0] not in ("attacks", "train", "eval"):
         print(usage, file=sys.stderr)
         return 2
@@ -29,13 +30,18 @@ def main(argv=None) -> int:
             kw["device"] = rest.pop(0)
         elif a == "--compile" and "compile" in params:
             kw["compile"] = True
+        elif a == "--n" and "models" in params and rest and rest[0].isdigit() and int(rest[0]) > 0:
+            kw["n"] = int(rest.pop(0))
+        elif a == "--models" and "models" in params and rest:
+            kw["models"] = tuple(rest.pop(0).split(","))
         else:
-            print(f"{usage}\n(--compile: attacks and train only); got {a!r}", file=sys.stderr)
+            print(f"{usage}\n(--compile: attacks and train only; --n: a positive integer); got {a!r}",
+                  file=sys.stderr)
             return 2
     benchmark(**kw)
     return 0
 
-# %% ../nbs/19b_bench.ipynb #96d12660
+# %% ../nbs/19b_bench.ipynb #e15880e8
 #| eval: false
 if __name__ == "__main__":
     sys.exit(main())

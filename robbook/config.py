@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
 import random
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -16,9 +18,9 @@ from typing import Any, Mapping
 import numpy as np
 
 # %% auto #0
-__all__ = ['COMMON_PARAMS', 'ParameterError', 'Config', 'resolve', 'resolve_from', 'get_device', 'seed_everything', 'repo_root',
-           'results_path', 'cache_dir', 'provenance', 'record_training', 'training_count', 'trained_since', 'start_run',
-           'finish_run']
+__all__ = ['COMMON_PARAMS', 'RUN_LOCATIONS', 'ParameterError', 'Config', 'resolve', 'resolve_from', 'run_overrides', 'run_name',
+           'get_device', 'seed_everything', 'repo_root', 'results_path', 'cache_dir', 'provenance', 'record_training',
+           'training_count', 'trained_since', 'start_run', 'finish_run']
 
 # %% ../nbs/10_config.ipynb #70cdf010
 COMMON_PARAMS: dict[str, Any] = {
@@ -130,6 +132,37 @@ def resolve_from(namespace: Mapping[str, Any], chapter: str) -> Config:
     params = {k: namespace[k] for k in keys if k in namespace}
     return resolve(chapter, **params)
 
+# %% ../nbs/10_config.ipynb #fd082952
+RUN_LOCATIONS = ("data_root", "results_dir")   # where things are, not what runs: no part of a run's name
+
+
+def run_overrides(cfg: Mapping) -> dict:
+    "The parameters of a resolved chapter `cfg` that differ from its profile's values (and a seed other than 0)."
+    from robbook.profiles import PROFILES
+    base = PROFILES.get(cfg["chapter"], {}).get(cfg["profile"], {})
+    out = {k: cfg[k] for k in base if k in cfg and cfg[k] != base[k]}
+    if cfg.get("seed", COMMON_PARAMS["seed"]) != COMMON_PARAMS["seed"]:
+        out["seed"] = cfg["seed"]
+    return dict(sorted(out.items()))
+
+
+def _slug(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return ",".join(_slug(x) for x in v)
+    return re.sub(r"[^A-Za-z0-9._,-]", "_", f"{v:g}" if isinstance(v, float) else str(v))
+
+
+def run_name(cfg: Mapping) -> str:
+    """The name a chapter run is kept under: `<profile>`, then `+name=value` per override (`run_overrides`),
+    then `@<device>` for a device other than auto/cpu; a long name is cut and ends with a hash of the whole."""
+    name = str(cfg["profile"]) + "".join(f"+{k}={_slug(v)}" for k, v in run_overrides(cfg).items())
+    dev = str(cfg.get("device") or "auto")
+    if dev not in ("auto", "cpu"):
+        name += "@" + _slug(dev)
+    if len(name) > 100:
+        name = name[:80] + "~" + hashlib.sha1(name.encode()).hexdigest()[:12]
+    return name
+
 # %% ../nbs/10_config.ipynb #081dffc7
 def get_device(device: str = "auto"):
     "The torch device for a `device` parameter: 'auto' picks CUDA, then MPS, then CPU."
@@ -213,7 +246,7 @@ def provenance(cfg: Config) -> dict:
     import torch
     from robbook import __version__
     return {
-        "chapter": cfg.chapter, "profile": cfg.profile,
+        "chapter": cfg.chapter, "profile": cfg.profile, "run": run_name(cfg), "overrides": run_overrides(cfg),
         "parameters": {k: v for k, v in cfg.items() if not k.startswith("_")},
         "device": _device_name(get_device(cfg.device)),
         "torch": torch.__version__, "robbook": __version__, "python": platform.python_version(),
@@ -277,7 +310,10 @@ def _provenance_html(prov: dict, title: str) -> str:
     changed = {k: v for k, v in params.items() if k in base and v != base[k]}
     common = {k: v for k, v in params.items() if k not in base}
     fmt = lambda d: ", ".join(f"<code>{escape(k)}={escape(_short(v))}</code>" for k, v in d.items()) or "none"
-    rows = [("profile", f"<code>{escape(prov['profile'])}</code>"), ("run parameters", fmt(common)),
+    rows = [("profile", f"<code>{escape(prov['profile'])}</code>")]
+    if prov.get("run"):
+        rows.append(("run", f"<code>{escape(prov['run'])}</code>"))
+    rows += [("run parameters", fmt(common)),
             ("overrides of the profile", fmt(changed)), ("device", escape(prov["device"])),
             ("versions", escape(f"torch {prov['torch']}, robbook {prov['robbook']}, Python {prov['python']}")),
             ("git commit", f"<code>{escape(prov['git_commit'])}</code>"), ("started", escape(prov["started"]))]

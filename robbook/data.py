@@ -106,7 +106,8 @@ class DatasetNotFoundError(FileNotFoundError):
 
     def __init__(self, dataset: str, paths: Sequence, fix: str, detail: str | None = None):
         self.dataset, self.paths, self.fix, self.detail = dataset, [str(p) for p in paths], fix, detail
-        msg = f"data set {dataset!r} not found. Looked in:\n" + "".join(f"  - {p}\n" for p in self.paths)
+        # the first line alone says it all (chapters show only that line): the places looked in, then the fix
+        msg = f"data set {dataset!r} not found (looked in: {', '.join(self.paths) or 'no folder'})\n"
         if detail:
             msg += f"({detail})\n"
         msg += f"To get it: {fix}"

@@ -38,8 +38,20 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+DATASET_CODE_MODULES = ("robbook.ilyas", "robbook.attacks", "robbook.metrics", "robbook.models", "robbook.data",
+                        "robbook.train")     # the code that builds a constructed dataset: part of its key
+
+
+def dataset_code_version() -> str:
+    "Hash of the code of `DATASET_CODE_MODULES` (`robbook.train.code_version`): a fix to pgd or a builder rebuilds."
+    from .train import code_version
+    return code_version(DATASET_CODE_MODULES)
+
+
 def cached_dataset(cache_dir, key_parts: dict, build) -> ImageData:
-    "Load the ImageData stored under the hash of `key_parts` in `cache_dir`, or `build()` it and store it atomically."
+    """Load the ImageData stored under the hash of `key_parts` and the code version in `cache_dir`, or `build()` it
+    and store it atomically."""
+    key_parts = {**key_parts, "code": dataset_code_version()}
     key = hashlib.blake2b(repr(sorted(key_parts.items())).encode(), digest_size=12).hexdigest()
     path = Path(cache_dir) / "ilyas-datasets" / f"{key_parts.get('kind', 'data')}-{key}.pt"
     if path.is_file():
@@ -53,11 +65,11 @@ def cached_dataset(cache_dir, key_parts: dict, build) -> ImageData:
     return data
 
 # %% auto #0
-__all__ = ['RELEASED', 'CIFAR10_CLASSES', 'SMALL_MODELS', 'l2_scale', 'to_image_data', 'model_fingerprint', 'cached_dataset',
-           'robust_dataset', 'representation_gap', 'target_labels', 'nonrobust_dataset', 'targeted_success',
-           'calibrate_eps', 'pgd_minimize', 'nontransferable_dataset', 'pattern_dataset', 'dataset_folder',
-           'source_indices', 'build_folder', 'read_released', 'released_status', 'train_config', 'RISettings',
-           'rimagenet_experiments']
+__all__ = ['DATASET_CODE_MODULES', 'RELEASED', 'CIFAR10_CLASSES', 'SMALL_MODELS', 'l2_scale', 'to_image_data',
+           'model_fingerprint', 'dataset_code_version', 'cached_dataset', 'robust_dataset', 'representation_gap',
+           'target_labels', 'nonrobust_dataset', 'targeted_success', 'calibrate_eps', 'pgd_minimize',
+           'nontransferable_dataset', 'pattern_dataset', 'dataset_folder', 'source_indices', 'build_folder',
+           'read_released', 'released_status', 'train_config', 'RISettings', 'rimagenet_experiments']
 
 # %% ../nbs/02b_ilyas_data.ipynb #ae8db503
 def _batches(n: int, batch_size: int, progress: bool, desc: str):
@@ -272,9 +284,14 @@ def _save_png(x: torch.Tensor, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _with_code(key: dict) -> dict:
+    return {**key, "code": dataset_code_version()}
+
+
 def dataset_folder(cache_dir, key: dict) -> Path:
-    "Where `build_folder` writes the dataset with content key `key`: `cache_dir/ilyas-datasets/<kind>-<hash>`."
-    h = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=12).hexdigest()
+    """Where `build_folder` writes the dataset with content key `key`: `cache_dir/ilyas-datasets/<kind>-<hash>`,
+    the hash taken over `key` and the code version (`dataset_code_version`)."""
+    h = hashlib.blake2b(json.dumps(_with_code(key), sort_keys=True).encode(), digest_size=12).hexdigest()
     return Path(cache_dir) / "ilyas-datasets" / f"{key.get('kind', 'data')}-{h}"
 
 
@@ -300,7 +317,7 @@ def build_folder(data: FolderDataset, labels, fn, *, key: dict, cache_dir, devic
                          "with train=False (resize and centre crop), not with random crops")
     out = dataset_folder(cache_dir, key)
     marker = out / "complete.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("key") == json.loads(json.dumps(key)):
+    if marker.is_file() and json.loads(marker.read_text()).get("key") == json.loads(json.dumps(_with_code(key))):
         return load_folder(out, mode=data.mode)
     n, C, lab = len(data), data.num_classes, labels.tolist()
     wc, wn, tag = len(str(C - 1)), len(str(max(n - 1, 0))), out.name.rsplit("-", 1)[-1][:12]
@@ -343,7 +360,7 @@ def build_folder(data: FolderDataset, labels, fn, *, key: dict, cache_dir, devic
     for tmp in out.rglob(".*.tmp*"):                     # left by a killed build
         tmp.unlink(missing_ok=True)
     tmp = marker.with_name(f".complete.json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"key": key, "images": n}, indent=1))
+    tmp.write_text(json.dumps({"key": _with_code(key), "images": n}, indent=1))
     os.replace(tmp, marker)
     return load_folder(out, mode=data.mode)
 
@@ -410,13 +427,15 @@ def train_config(arch: str, num_classes: int, *, epochs: int, batch_size: int, l
                  amp: bool = False, seed: int = 0) -> TrainConfig:
     """The Ilyas chapter's training recipe: Adam at a constant rate for the small CNNs of `SMALL_MODELS` (with their
     `model_kwargs`), SGD (momentum 0.9, weight decay 5e-4, one-cycle schedule) otherwise; `method="pgd"` is l2 PGD
-    adversarial training with `steps` steps of eps/5 (Appendix C.3)."""
+    adversarial training with `steps` steps of eps/5, each PGD run starting from the original image (Appendix C.3:
+    "a PGD adversary constrained in l2-norm starting from the original image"), so no random start."""
     small = arch in SMALL_MODELS
     return TrainConfig(model=arch, model_kwargs=SMALL_MODELS.get(arch, {}) if model_kwargs is None else model_kwargs,
                        num_classes=num_classes, epochs=epochs, batch_size=batch_size,
                        optimizer="adam" if small else "sgd", lr=lr, weight_decay=0.0 if small else 5e-4,
                        schedule="constant" if small else "onecycle", method=method, norm="l2", eps=float(eps),
-                       steps=steps, alpha=float(eps) / 5 if eps else None, augment=augment, amp=amp, seed=seed)
+                       steps=steps, alpha=float(eps) / 5 if eps else None, random_start=False,  # App. C.3
+                       augment=augment, amp=amp, seed=seed)
 
 # %% ../nbs/02b_ilyas_data.ipynb #0a071d37
 @dataclasses.dataclass

@@ -258,6 +258,29 @@ def _rank_errors(log_dir: Path, limit: int = 3000) -> list[str]:
     return out
 
 
+def _stop_group(proc, grace: float = 10.0) -> None:
+    "Stop the process group led by `proc` (torchrun and every worker it started): SIGTERM, then SIGKILL."
+    import signal
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        try:                                     # torchrun has gone: are its workers gone too?
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(min(grace, 2.0))
+    try:
+        proc.communicate(timeout=grace)
+    except (subprocess.TimeoutExpired, ValueError):
+        pass
+
+
 def _summary(stderr: str) -> str:
     "torchrun's failure summary (the block from 'Root Cause'), else the end of its output."
     i = stderr.find("Root Cause")
@@ -289,10 +312,18 @@ def launch(job: dict, *, nproc: int, nnodes: int = 1, rdzv_endpoint: str | None 
         print(msg, flush=True)
         if sys.__stderr__ is not None and sys.__stderr__ is not sys.stdout:
             print(msg, file=sys.__stderr__, flush=True)
+    # torchrun and its workers in a process group of their own: a timeout (or an interrupt) stops them all
+    proc = subprocess.Popen(cmd, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        p = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        raise LaunchError(f"torchrun did not finish within {timeout} s; its logs are in {log_dir}") from e
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException as e:
+        _stop_group(proc)
+        if isinstance(e, subprocess.TimeoutExpired):
+            raise LaunchError(f"torchrun did not finish within {timeout} s; it and its workers were stopped; "
+                              f"its logs are in {log_dir}") from e
+        raise
+    p = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     if p.returncode != 0 or not out.exists():
         ranks = "\n\n".join(_rank_errors(log_dir)) or "(no rank wrote an error; see torchrun's summary)"
         raise LaunchError(f"torchrun exited with code {p.returncode} running {job_path}.\n"

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import nbformat
 
-from .config import ParameterError, repo_root, resolve
+from .config import RUN_LOCATIONS, ParameterError, repo_root, resolve, run_name, run_overrides
 
 # %% auto #0
 __all__ = ['LATE_PAGES', 'MATHJAX2_SHIM', 'split_directives', 'preprocess', 'book_pages', 'chapter_name', 'page_for', 'source_of',
-           'parse_value', 'check_params', 'run_paths', 'notebook_errors', 'install_copy', 'set_alt_text',
-           'execute_page', 'prepare_assets', 'select_copies', 'build_book', 'setup', 'main']
+           'parse_value', 'check_params', 'check_requested_data', 'run_paths', 'notebook_errors', 'run_id', 'coverage',
+           'completes_less', 'install_copy', 'set_alt_text', 'execute_page', 'prepare_assets', 'chapter_runs',
+           'select_copies', 'build_book', 'setup', 'main']
 
 # %% ../nbs/19_run.ipynb #42620085
 _DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
@@ -162,6 +163,30 @@ def check_params(page: str, profile: str, params: dict) -> dict:
         raise ParameterError(f"{page} is a library page and takes no parameters; got {sorted(extra)}")
     return {}
 
+def check_requested_data(chapter: str, params: dict) -> None:
+    """Raise the data set's own error (`robbook.data.DatasetNotFoundError`: every place looked in and how to
+    get it) for a data set that `params` asks for by name and that is not here: a data-set name (`-p mnist_data
+    mnist`), a slot list naming `cifar10` (the slot `mnist` names no data set: `mnist_data` chooses it), or a
+    `*_root` folder (`-p imagenet_root /data/imagenet`)."""
+    from robbook import data as D
+    from robbook.profiles import PROFILES
+    base = next(iter(PROFILES.get(chapter, {}).values()), {})
+    root = params.get("data_root")
+    for k, v in params.items():
+        if k not in base or k in ("data_root", "results_dir") or v is None:
+            continue
+        names = [v] if isinstance(v, str) else list(v) if isinstance(v, (list, tuple)) else []
+        for name in names:   # a slot with a `<slot>_data` parameter (tsipras' `mnist`) is not a data set's name
+            if isinstance(name, str) and name in D.DATASETS and not (k != f"{name}_data" and f"{name}_data" in base):
+                D.load(name, "train", root=root)          # downloads where it can, as the chapter would
+        if k.endswith("_root") and isinstance(v, str):
+            if k == "imagenet_root":
+                for split in ("train", "val"):
+                    D._imagenet_split_dir(v, split, "imagenet")
+            elif not Path(v).expanduser().is_dir():
+                raise D.DatasetNotFoundError(k[:-5], [Path(v).expanduser()],
+                                             f"put the data set in that folder, or leave out `-p {k}`")
+
 # %% ../nbs/19_run.ipynb #20b4bea0
 @functools.lru_cache(maxsize=1)
 def _package_hash() -> str:
@@ -191,8 +216,9 @@ def _is_chapter(page: str) -> bool:
 
 def run_paths(page: str, profile: str, root=None) -> dict[str, Path]:
     """Where one page's copies live: `shown` (what the book renders) with `shown_json`, `good`
-    (the last successful run of `profile`; a library page's good copy is the shown one) with
-    `good_json`, `failed` (the last failed run, kept for inspection) and `tmp` (a run in progress)."""
+    (the last successful run named `profile`, a run name such as `smoke` or `smoke+eps=0.1`; a library
+    page's good copy is the shown one) with `good_json`, `failed` (the last failed run, kept for
+    inspection) and `tmp` (a run in progress)."""
     ex = _root(root) / "executed"
     chap = chapter_name(page)
     runs = ex / "runs" / profile
@@ -234,18 +260,64 @@ def _atomic_copy(src: Path, dst: Path):
     os.replace(tmp, dst)
 
 
+def run_id(page: str, profile: str, params: dict) -> str:
+    "The name a chapter run is kept under (`robbook.config.run_name`); a library page's is its profile."
+    if not _is_chapter(page):
+        return profile
+    return run_name(resolve(chapter_name(page), profile=profile,
+                            **{k: v for k, v in params.items() if k not in RUN_LOCATIONS}))
+
+
+def _same_run(a: dict, b: dict) -> bool:
+    "Two copies' metadata describe the same run: its unique id (older copies: key and finish time)."
+    if a.get("run_uid") or b.get("run_uid"):
+        return a.get("run_uid") == b.get("run_uid")
+    return bool(a) and all(a.get(k) == b.get(k) for k in ("key", "profile", "executed"))
+
+
+def coverage(json_path) -> set:
+    "The claims a run checked (any verdict but 'not run here'), from its results JSON (empty if none)."
+    try:
+        claims = json.loads(Path(json_path).read_text()).get("results", {}).get("claims") or []
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {str(c.get("id") or c.get("claim")) for c in claims if isinstance(c, dict)
+            and "not run" not in str(c.get("verdict", "")).lower()}
+
+
+def completes_less(new_json, old_json) -> bool:
+    "Whether run `new_json` checked fewer claims than `old_json`, or left one unchecked that the other checked."
+    new, old = coverage(new_json), coverage(old_json)
+    return bool(old - new) or len(new) < len(old)
+
+
+def _preserve_shown(page: str, root: Path, log=print) -> None:
+    "Before the shown copy is replaced: keep it under `runs/` if no run folder holds it (a copy from before runs/)."
+    r = _root(root)
+    P = run_paths(page, "_", r)
+    cur = _meta(P["shown"]) if P["shown"].exists() else {}
+    if not _is_chapter(page) or cur.get("status") != "ok" or cur.get("errors"):
+        return
+    if any(_same_run(_meta(f), cur) for f in (r / "executed" / "runs").glob(f"*/{page}.ipynb")):
+        return
+    dst = r / "executed" / "runs" / f"{cur.get('run') or cur.get('profile') or 'run'}.kept-{time.strftime('%Y%m%d-%H%M%S')}"
+    _atomic_copy(P["shown"], dst / P["shown"].name)
+    if P["shown_json"].exists():
+        _atomic_copy(P["shown_json"], dst / P["shown_json"].name)
+    log(f"  {page}: the copy shown so far is kept as run {dst.name!r}")
+
+
 def install_copy(page: str, profile: str, root=None, *, note: str = "", log=print) -> Path:
-    """Make the good `profile` run of a chapter the copy the book shows: its notebook and its results
-    JSON replace `executed/<page>.ipynb` and `executed/<chapter>.json` together; `note` (if any) is
-    shown at the top of the page."""
+    """Make the good run named `profile` of a chapter the copy the book shows: its notebook and its results
+    JSON replace `executed/<page>.ipynb` and `executed/<chapter>.json` together (a run without a JSON
+    leaves none shown); `note` (if any) is shown at the top of the page."""
     P = run_paths(page, profile, root)
     nb = nbformat.read(P["good"], as_version=4)
     meta = dict(nb.metadata.get("robbook", {}))
     cur = _meta(P["shown"]) if P["shown"].exists() else {}
-    if cur.get("key") == meta.get("key") and cur.get("profile") == meta.get("profile") \
-            and cur.get("executed") == meta.get("executed") \
-            and cur.get("note", "") == note and not cur.get("errors") and cur.get("status") == "ok":
+    if _same_run(cur, meta) and cur.get("note", "") == note and not cur.get("errors") and cur.get("status") == "ok":
         return P["shown"]
+    _preserve_shown(page, root, log)
     if note:
         cell = nbformat.v4.new_markdown_cell(f":::{{note}}\n{note}\n:::")
         cell.metadata["tags"] = ["robbook-note"]
@@ -255,6 +327,8 @@ def install_copy(page: str, profile: str, root=None, *, note: str = "", log=prin
     nbformat.write(nb, tmp)
     if P["good_json"] is not None and P["good_json"].exists():
         _atomic_copy(P["good_json"], P["shown_json"])
+    elif P["good_json"] is not None:
+        P["shown_json"].unlink(missing_ok=True)   # a copy only: the run it came from is kept in runs/
     os.replace(tmp, P["shown"])
     log(f"  {page}: the book shows its {profile!r} run" + (f" ({note})" if note else ""))
     return P["shown"]
@@ -304,14 +378,20 @@ def _finalize(nb, meta: dict):
 
 
 def execute_page(page: str, *, profile: str = "smoke", params: dict | None = None, root=None,
-                 force: bool = False, log=print) -> Path:
+                 force: bool = False, show: bool | None = None, log=print) -> Path:
     """Preprocess, validate and execute one page; only a successful run replaces its copies.
 
     The page executes into `executed/.tmp/`. On success its notebook and results JSON become the
     profile's good copy (`executed/runs/<profile>/`) and the copy the book shows (`executed/<page>.ipynb`,
     `executed/<chapter>.json`), together. A failed run (an exception, or any error output) is moved to
     `executed/failed/` and raises RuntimeError saying where; the previous good copies stay as they were.
-    An up-to-date good copy is reused. Returns the shown copy's path; markdown pages are copied."""
+    An up-to-date good copy is reused. Returns the shown copy's path; markdown pages are copied.
+
+    A chapter run is kept under its name (`run_id`: profile, overrides, device) in `executed/runs/<name>/`
+    and never replaces a run of another name. It becomes the shown copy when it has no overrides (or
+    `show=True`) and does not complete less than the shown run (`completes_less`); a re-run that
+    completes less than the kept run of its name is kept beside it as `<name>.lesser-<time>`. A data set
+    named in `params` must be there (`check_requested_data`), or nothing runs."""
     r = _root(root)
     src = source_of(page, r)
     out_dir = r / "executed"
@@ -324,7 +404,10 @@ def execute_page(page: str, *, profile: str = "smoke", params: dict | None = Non
     nb = preprocess(nbformat.read(src, as_version=4))
     inject = check_params(page, profile, params)  # {} for library pages
     chapter = bool(inject)
-    P = run_paths(page, profile, r)
+    if chapter:
+        check_requested_data(chapter_name(page), params)
+    rid = run_id(page, profile, params)
+    P = run_paths(page, rid, r)
     extra = [_results_hash(r)] if chapter_name(page) in LATE_PAGES else []
     key = hashlib.sha256(json.dumps([nbformat.writes(nb), inject, _package_hash(), *extra], sort_keys=True,
                                     default=str).encode()).hexdigest()[:20]
@@ -338,7 +421,7 @@ def execute_page(page: str, *, profile: str = "smoke", params: dict | None = Non
                         _atomic_copy(P["shown"], P["good"])
                         if P["shown_json"].exists():
                             _atomic_copy(P["shown_json"], P["good_json"])
-                    install_copy(page, profile, r, log=log)
+                    _show_if_chosen(page, rid, params, show, r, log)
                 return P["shown"]
     tmp = P["tmp"]
     shutil.rmtree(tmp, ignore_errors=True)
@@ -370,9 +453,15 @@ def execute_page(page: str, *, profile: str = "smoke", params: dict | None = Non
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    import uuid
+    if chapter and not err:
+        err = _take_results(page, params, tmp, r, t0)
     meta = {"key": key, "status": "failed" if err else "ok", "profile": inject.get("profile"),
             "parameters": inject, "wall_time_s": round(time.time() - t0, 1),
-            "executed": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "executed": time.strftime("%Y-%m-%d %H:%M:%S"), "run_uid": uuid.uuid4().hex}
+    if chapter:
+        cfg = resolve(chapter_name(page), **{k: v for k, v in inject.items() if k not in RUN_LOCATIONS})
+        meta.update(run=rid, overrides=run_overrides(cfg), device=cfg.device)
     if out.exists():
         done = nbformat.read(out, as_version=4)
         errors = notebook_errors(done)
@@ -387,29 +476,67 @@ def execute_page(page: str, *, profile: str = "smoke", params: dict | None = Non
         if out.exists():
             os.replace(out, P["failed"])
         for j in tmp.glob("*.json"):
-            os.replace(j, P["failed"].with_name(f"{j.stem}.{profile}.json"))
+            os.replace(j, P["failed"].with_name(f"{j.stem}.{rid}.json"))
         shutil.rmtree(tmp, ignore_errors=True)
         kept = (f"the previous good copy {P['shown'].relative_to(r)} is unchanged" if _good(P["shown"])
                 else "there is no good copy of this page")
-        msg = (f"{page} ({profile}) {err}\nthe failed run is kept at {P['failed'].relative_to(r)}; {kept}")
+        msg = (f"{page} ({rid}) {err}\nthe failed run is kept at {P['failed'].relative_to(r)}; {kept}")
         if interrupted:
             log("robbook: " + msg)
             raise KeyboardInterrupt
         raise RuntimeError(msg)
     if chapter:
-        P["good"].parent.mkdir(parents=True, exist_ok=True)
+        new_json = tmp / P["good_json"].name
+        dest = P["good"].parent
+        if _good(P["good"]) and completes_less(new_json, P["good_json"]):
+            dest = dest.with_name(f"{rid}.lesser-{time.strftime('%Y%m%d-%H%M%S')}")
+            log(f"  {page}: this run completes less than the kept run {rid!r} ({len(coverage(new_json))} of "
+                f"{len(coverage(P['good_json']))} claims checked): kept as run {dest.name!r}, the run {rid!r} "
+                f"and the page the book shows are unchanged; show it with "
+                f"`python -m robbook book --execute none --run {chapter_name(page)}={dest.name}`")
+        dest.mkdir(parents=True, exist_ok=True)
         for f in tmp.iterdir():  # the notebook, its results JSON and any artefacts, as one set
             if f != pre:
-                if f.is_dir() and (P["good"].parent / f.name).exists():
-                    shutil.rmtree(P["good"].parent / f.name)
-                os.replace(f, P["good"].parent / f.name)
-        install_copy(page, profile, r, log=log)
+                if f.is_dir() and (dest / f.name).exists():
+                    shutil.rmtree(dest / f.name)
+                os.replace(f, dest / f.name)
+        if dest == P["good"].parent:
+            _show_if_chosen(page, rid, params, show, r, log)
     else:
         os.replace(out, P["shown"])
     shutil.rmtree(tmp, ignore_errors=True)
     log(f"  {page}: done in {time.time() - t0:.0f} s")
     return P["shown"]
 
+
+def _take_results(page: str, params: dict, tmp: Path, r: Path, t0: float) -> str | None:
+    "Bring this run's results JSON beside its notebook (from `results_dir` if given); an error line if it wrote none."
+    name = f"{chapter_name(page)}.json"
+    if params.get("results_dir"):
+        src = Path(params["results_dir"])
+        src = (src if src.is_absolute() else r / src) / name
+        if not src.exists() or src.stat().st_mtime < t0 - 1:
+            return f"wrote no results JSON {src} in this run"
+        shutil.copyfile(src, tmp / name)
+    return None if (tmp / name).exists() else f"wrote no results JSON ({name}: the chapter must end with finish_run)"
+
+
+def _show_if_chosen(page: str, rid: str, params: dict, show: bool | None, r: Path, log=print) -> None:
+    "After a chapter run: show it if asked to, or if it has no overrides and completes no less than the shown run."
+    P = run_paths(page, rid, r)
+    overrides = _meta(P["good"]).get("overrides")
+    plain = overrides == {} if overrides is not None else "+" not in rid
+    cur = _meta(P["shown"]) if P["shown"].exists() else {}
+    shown_ok = cur.get("status") == "ok" and not cur.get("errors")
+    if show or (plain and not (shown_ok and not _same_run(cur, _meta(P["good"]))
+                               and completes_less(P["good_json"], P["shown_json"]))):
+        install_copy(page, rid, r, log=log)
+    elif not plain:
+        log(f"  {page}: run kept as {rid!r}; the book shows it with "
+            f"`python -m robbook book --execute none --run {chapter_name(page)}={rid}`")
+    else:
+        log(f"  {page}: run {rid!r} completes less than the run the book shows; it is kept, not shown "
+            f"(show it with `python -m robbook book --execute none --run {chapter_name(page)}={rid}`)")
 
 # %% ../nbs/19_run.ipynb #f39b9733
 MATHJAX2_SHIM = """// robbook: the ipywidgets HTML manager typesets labels with MathJax 2's MathJax.Hub.Queue;
@@ -498,35 +625,67 @@ def _placeholder(page: str, reason: str, root: Path) -> Path:
     return dst
 
 
-def select_copies(pages, profile: str, root=None, log=print) -> list[str]:
+def chapter_runs(page: str, root=None) -> dict[str, dict]:
+    "Every kept run of a chapter page: run name → its metadata (with `good`), from `executed/runs/<name>/`."
+    r = _root(root)
+    return {f.parent.name: {**_meta(f), "good": _good(f)}
+            for f in sorted((r / "executed" / "runs").glob(f"*/{page}.ipynb"))}
+
+
+def _plain_run(name: str, meta: dict) -> bool:
+    "A run of a profile with no overrides (not a kept lesser or earlier copy)."
+    if "." in name.split("@")[0]:
+        return False
+    return meta.get("overrides") == {} if "overrides" in meta else "+" not in name
+
+
+def select_copies(pages, profile: str, root=None, log=print, runs: dict | None = None) -> list[str]:
     """Choose the executed copy the book shows for each page, never one holding an error.
 
-    A chapter shows its good `profile` run, else the copy already shown if it is good, else its good
-    run of another profile (with a note saying which). A page with no good copy at all gets a page
-    saying it failed to execute. Returns the problems (empty: every page has a good copy)."""
+    A chapter shows the run `runs[chapter]` names if given, else its good `profile` run with no overrides
+    (of several, e.g. on other devices: the one checking most claims, then the one shown, then the newest),
+    else the copy already shown if it is good, else a good run of another profile (with a note saying
+    which). A page with no good copy at all gets a page saying it failed to execute. Returns the problems
+    (empty: every page has a good copy)."""
     r = _root(root)
     problems = []
     for page in pages:
         if source_of(page, r).suffix == ".md":
             continue
         P = run_paths(page, profile, r)
-        if _is_chapter(page) and _good(P["good"]):
-            install_copy(page, profile, r, log=log)
+        chap = chapter_name(page)
+        if _is_chapter(page) and runs and chap in runs:
+            kept = chapter_runs(page, r)
+            if not kept.get(runs[chap], {}).get("good"):
+                raise ParameterError(f"{chap}: no good run named {runs[chap]!r}; its good runs: "
+                                     f"{', '.join(n for n, m in kept.items() if m['good']) or 'none'} "
+                                     "(python -m robbook runs lists them)")
+            install_copy(page, runs[chap], r, log=log)
             continue
+        if _is_chapter(page):
+            cur = _meta(P["shown"]) if P["shown"].exists() else {}
+            cands = [(n, m) for n, m in chapter_runs(page, r).items()
+                     if m["good"] and m.get("profile", n.split("+")[0].split("@")[0]) == profile and _plain_run(n, m)]
+            if cands:
+                best = max(cands, key=lambda c: (len(coverage(run_paths(page, c[0], r)["good_json"])),
+                                                 _same_run(cur, c[1]), str(c[1].get("executed"))))
+                install_copy(page, best[0], r, log=log)
+                continue
         shown = _meta(P["shown"]) if P["shown"].exists() else {}
         if _good(P["shown"]):
             if _is_chapter(page) and shown.get("profile") != profile:
                 log(f"  {page}: no {profile!r} run here; the book shows its {shown.get('profile')!r} run")
             continue
         others = sorted((r / "executed" / "runs").glob(f"*/{page}.ipynb")) if _is_chapter(page) else []
-        good = [p for p in others if _good(p)]
+        good = sorted((p for p in others if _good(p)), key=lambda p: not _plain_run(p.parent.name, _meta(p)))
         if good:
             other = good[0].parent.name
             install_copy(page, other, r, log=log,
                          note=f"This page shows the chapter's `{other}` run: its `{profile}` run is "
                               f"{'failed' if P['failed'].exists() else 'not available'} here.")
             continue
-        failed = P["failed"] if P["failed"].exists() else None
+        tried = sorted((r / "executed" / "failed").glob(f"{page}.*.ipynb"), key=lambda f: f.stat().st_mtime)
+        failed = P["failed"] if P["failed"].exists() else (tried[-1] if tried else None)
         last = (_meta(failed).get("errors") or [""])[0] if failed else ""
         why = "; ".join(shown.get("errors", [])[:1]) or last or ("its last run failed" if shown else "it was never executed")
         reason = (f"{page}: no good executed copy ({why})" +
@@ -539,11 +698,12 @@ def select_copies(pages, profile: str, root=None, log=print) -> list[str]:
 
 
 def build_book(*, profile: str = "smoke", device: str = "cpu", execute: str = "auto", only=None,
-               params: dict | None = None, root=None, render: bool = True, log=print) -> Path:
+               params: dict | None = None, root=None, render: bool = True, runs: dict | None = None,
+               log=print) -> Path:
     """Execute the book's pages (`execute`: auto = what changed, all, none) and render the HTML.
 
-    Each chapter shows its `profile` run where one succeeded (`select_copies`); a page holding an
-    error is never rendered. Raises SystemExit naming every page that failed, after rendering.
+    Each chapter shows its `profile` run with no overrides where one succeeded, or the run named in
+    `runs` ({chapter: run name}) (`select_copies`); a page holding an error is never rendered. Raises SystemExit naming every page that failed, after rendering.
     Returns `_build/html/index.html`."""
     r = _root(root)
     pages = book_pages(r)
@@ -569,11 +729,11 @@ def build_book(*, profile: str = "smoke", device: str = "cpu", execute: str = "a
     for p in pages:
         if source_of(p, r).suffix == ".md":
             execute_page(p, root=r, log=log)
-    failures += [f for f in select_copies([p for p in pages if p not in late], profile, r, log=log)
+    failures += [f for f in select_copies([p for p in pages if p not in late], profile, r, log=log, runs=runs)
                  if f.split(":")[0] not in {x.split(" ")[0] for x in failures}]
     if execute != "none":
         run_batch(late)  # after select_copies: the scoreboard marks the runs the book shows
-    failures += select_copies(late, profile, r, log=log)
+    failures += select_copies(late, profile, r, log=log, runs=runs)
     index = r / "_build" / "html" / "index.html"
     if render:
         prepare_assets(r)
@@ -586,7 +746,6 @@ def build_book(*, profile: str = "smoke", device: str = "cpu", execute: str = "a
         raise SystemExit("robbook: some pages failed (the book shows their last good run, or says they failed):\n  "
                          + "\n  ".join(failures))
     return index
-
 
 # %% ../nbs/19_run.ipynb #3bd97713
 def setup(app):
@@ -635,10 +794,17 @@ def main(argv=None) -> int:
     p_run.add_argument("chapter")
     _common(p_run)
     p_run.add_argument("--force", action="store_true", help="execute even if the executed copy is up to date")
+    p_run.add_argument("--show", action="store_true",
+                       help="make this run the page the book shows (even with overrides, or if it completes less)")
     p_book = sub.add_parser("book", help="execute what changed and render the HTML book")
     _common(p_book)
     p_book.add_argument("--execute", choices=["auto", "all", "none"], default="auto")
     p_book.add_argument("--only", nargs="*", help="execute only these chapters/pages")
+    p_book.add_argument("--run", action="append", metavar="CHAPTER=RUN", default=[],
+                        help="show this kept run of a chapter, e.g. tsipras=smoke+linear_eps=0.1 (see `runs`)")
+    p_runs = sub.add_parser("runs", help="list every kept run of each chapter (name, status, claims checked, shown)")
+    p_runs.add_argument("chapter", nargs="?")
+    p_runs.add_argument("--root", default=None)
     sub.add_parser("list", help="list chapters, profiles and parameters").add_argument("--root")
     p_score = sub.add_parser("scoreboard", help="the claims' verdicts of every chapter and profile run here")
     p_score.add_argument("--root", default=None)
@@ -649,17 +815,30 @@ def main(argv=None) -> int:
     p_bench.add_argument("what", choices=["attacks", "train", "eval"])
     p_bench.add_argument("--device", default=None, help="cpu or cuda[:N] (train's default: the CPU, and the GPU if any)")
     p_bench.add_argument("--compile", action="store_true", help="attacks, train: also time torch.compile (CUDA graphs on a GPU)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:                 # its own parser, --help included
+        from robbook.launch import cli
+        return cli(argv[1:])
     a = ap.parse_args(argv)
     try:
         if a.cmd == "run":
             page = page_for(a.chapter, a.root)
             t0 = time.time()
-            dst = execute_page(page, profile=a.profile, params=_collect(a), root=a.root, force=a.force)
+            dst = execute_page(page, profile=a.profile, params=_collect(a), root=a.root, force=a.force,
+                               show=a.show or None)
             print(f"robbook: executed copy at {dst} ({time.time() - t0:.0f} s); "
                   "rebuild the HTML with `python -m robbook book --execute none`")
         elif a.cmd == "book":
+            picks = {}
+            for item in a.run:
+                chap, sep, name = item.partition("=")
+                if not sep or not name:
+                    raise ParameterError(f"--run {item!r}: expected CHAPTER=RUN, e.g. tsipras=smoke+linear_eps=0.1")
+                picks[chapter_name(page_for(chap, a.root))] = name
             build_book(profile=a.profile, device=a.device or "cpu", execute=a.execute, only=a.only,
-                       params=_collect(a), root=a.root)
+                       params=_collect(a), root=a.root, runs=picks)
+        elif a.cmd == "runs":
+            _list_runs(a.root, a.chapter)
         elif a.cmd == "scoreboard":
             from robbook.report import scoreboard_text
             print(scoreboard_text(_root(a.root), claims=a.claims))
@@ -707,3 +886,16 @@ def _list(root=None):
                 print(f"    {k}: {vals}")
         else:
             print(f"{c}  (library page nbs/{p})")
+
+def _list_runs(root=None, chapter=None):
+    "Print every kept run of each chapter: name, status, claims checked, when, and which one the book shows."
+    r = _root(root)
+    pages = [page_for(chapter, r)] if chapter else [p for p in book_pages(r) if _is_chapter(p)]
+    for page in pages:
+        shown = _meta(run_paths(page, "_", r)["shown"]) if run_paths(page, "_", r)["shown"].exists() else {}
+        print(f"{chapter_name(page)}:")
+        for name, m in chapter_runs(page, r).items():
+            n = len(coverage(run_paths(page, name, r)["good_json"]))
+            mark = "*" if _same_run(shown, m) else " "
+            print(f"  {mark} {name:<40} {'ok' if m['good'] else 'failed':<6} {n:>3} claims checked  "
+                  f"{m.get('executed', '?')}  overrides: {m.get('overrides', '?')}")

@@ -32,8 +32,8 @@ from .config import cache_dir as default_cache_dir
 # %% auto #0
 __all__ = ['METHODS', 'OPTIMIZERS', 'SCHEDULES', 'ATTACK_BN', 'EVAL_ATTACKS', 'ADVERSARIAL', 'CODE_MODULES', 'TrainConfigError',
            'model_names', 'norm_names', 'augment_names', 'TrainConfig', 'lr_at', 'trades_perturb', 'code_version',
-           'run_key', 'TrainResult', 'training_record', 'steps_per_epoch', 'train', 'load_trained', 'extract_features',
-           'train_linear_probe', 'benchmark']
+           'world_shapes_run', 'run_key', 'TrainResult', 'training_record', 'steps_per_epoch', 'train', 'load_trained',
+           'extract_features', 'train_linear_probe', 'benchmark']
 
 # %% ../nbs/16_train.ipynb #a85af18f
 METHODS = ("standard", "pgd", "trades", "half_half")
@@ -481,12 +481,13 @@ def _code_digest(source: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def code_version() -> str:
-    """Hash of `robbook.__version__` and the code (not comments or docstrings) of `CODE_MODULES`,
-    computed once per process: the code that runs is the code imported."""
+def code_version(modules: tuple | None = None) -> str:
+    """Hash of `robbook.__version__` and the code (not comments or docstrings) of `modules` (default
+    `CODE_MODULES`, read when called), computed once per process: the code that runs is the code imported."""
     from robbook import __version__
+    modules = CODE_MODULES if modules is None else modules
     h = hashlib.sha256(__version__.encode())
-    for name in CODE_MODULES:
+    for name in modules:
         mod = importlib.import_module(name)
         src = getattr(mod, "__file__", None)
         if src and os.path.exists(src):
@@ -559,14 +560,28 @@ def _has_bn(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-def run_key(cfg: TrainConfig, train_data, val_data=None, eval_attack=None, bn_world_size: int | None = None) -> str:
-    """The cache key (SHA-256 hex) of training `cfg` on `train_data` (see above); `bn_world_size`:
-    the number of processes when it changes the result (BatchNorm without SyncBatchNorm)."""
+def world_shapes_run(cfg: TrainConfig, model: nn.Module, n: int, world: int, sync_bn: bool = False) -> bool:
+    """Whether `world` processes train another model than one process would: other steps per epoch
+    (`steps_per_epoch`), BatchNorm statistics per process (no SyncBatchNorm), or random draws made per
+    process (ranks > 0 reseed: random attack starts, TRADES' noise, augmentation, dropout), or the
+    half-and-half split made per process."""
+    if world <= 1:
+        return False
+    random_attack = cfg.adversarial and (cfg.random_start or cfg.method == "trades")
+    return (steps_per_epoch(n, cfg.batch_size, world) != steps_per_epoch(n, cfg.batch_size, 1)
+            or (_has_bn(model) and not sync_bn) or random_attack or cfg.method == "half_half"
+            or cfg.augment is not None
+            or any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules()))
+
+
+def run_key(cfg: TrainConfig, train_data, val_data=None, eval_attack=None, world_size: int | None = None) -> str:
+    """The cache key (SHA-256 hex) of training `cfg` on `train_data` (see above); `world_size`: the number
+    of processes, given when it changes the result (`world_shapes_run`)."""
     material = {"config": cfg.to_dict(), "train_data": train_data.fingerprint(),
                 "val_data": None if val_data is None else val_data.fingerprint(),
                 "eval_attack": _describe_attack(eval_attack), "code": code_version()}
-    if bn_world_size is not None and bn_world_size > 1:
-        material["bn_world_size"] = int(bn_world_size)
+    if world_size is not None and world_size > 1:
+        material["world_size"] = int(world_size)
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 # %% ../nbs/16_train.ipynb #5d092cb2
@@ -901,11 +916,16 @@ def _backend_scope(settings: dict):
         yield
         return
     before = _current_backend_settings()
+    env_before = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     _apply_backend_settings(settings)
     try:
         yield
     finally:
         _apply_backend_settings(before)
+        if env_before is None:                  # the environment variable too, as it was
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = env_before
 
 
 def training_record(cfg: TrainConfig, result, n: int | None, shape, seconds: float, world_size: int = 1) -> dict:
@@ -987,8 +1007,8 @@ def train(cfg: TrainConfig | dict, train_data, *, val_data=None, device: str = "
     model = _build_model(cfg, shape).to(dev)
     _check_model(cfg, model, train_data, dev)
     sync_bn = world > 1 and dev.type == "cuda" and _has_bn(model)
-    bn_world = world if _has_bn(model) and not sync_bn else None
-    key = run_key(cfg, train_data, val_data, eval_attack, bn_world_size=bn_world)
+    shaped = world_shapes_run(cfg, model, len(train_data), world, sync_bn)
+    key = run_key(cfg, train_data, val_data, eval_attack, world_size=world if shaped else None)
     path = root / f"{cfg.model}-{cfg.method}-{key[:16]}"
     if rank > 0:   # same initial weights everywhere, independent attack noise per process
         seed_everything((cfg.seed * 1_000_003 + rank) % 2**63)

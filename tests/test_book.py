@@ -69,7 +69,28 @@ def test_chapters_ran_with_smoke_and_wrote_results(built_book):
         assert res["provenance"]["profile"] == "smoke" and res["provenance"]["wall_time_s"] > 0
         claims = res["results"].get("claims")
         assert claims, f"{chap}: no claims table in its results"
-        assert {c["verdict"] for c in claims} <= {"reproduced", "partly", "not reproduced", "not run here"}
+        assert {c["verdict"] for c in claims} <= {"reproduced", "inconclusive", "not reproduced", "not run here"}
+        cov = res["results"].get("coverage")
+        assert cov and cov["with a row"] == cov["main claims"] == len(res["results"]["paper_claims"]), chap
+
+
+def test_no_reproduced_row_rests_on_an_interval_that_contains_zero(built_book):
+    "Every empirical 'reproduced' has parts whose finite interval lies beyond their bound (and beyond 0 for effects)."
+    from robbook.profiles import PROFILES
+    for page in run.book_pages(ROOT):
+        chap = run.chapter_name(page)
+        if chap not in PROFILES:
+            continue
+        for c in json.loads((ROOT / "executed" / f"{chap}.json").read_text())["results"]["claims"]:
+            assert c["kind"] in ("paper", "theory", "control", "beyond"), (chap, c["claim"])
+            if c["kind"] == "theory" or c["verdict"] != "reproduced":
+                continue
+            assert c["parts"], f"{chap}: empirical row reproduced without a measured effect: {c['claim']}"
+            for p in c["parts"]:
+                lo, hi, b = p["lo"], p["hi"], p["bound"]
+                assert (lo > b) if p["op"] == ">" else (hi < b), (chap, c["claim"], p)
+                if (p["op"] == ">" and b >= 0) or (p["op"] == "<" and b <= 0):   # a directional effect
+                    assert not lo <= 0 <= hi, (chap, c["claim"], p)
 
 
 def test_chapters_show_no_stray_values(built_book):

@@ -12,6 +12,7 @@ from robbook.attacks import apgd, evaluate_robust, pgd
 from robbook.evaluate import RobustEval, _checkpoint_lengths, dlr_loss, dlr_targeted_loss
 
 NORM_EPS = {"linf": 0.1, "l2": 1.0, "l1": 4.0}
+PARITY_TOL = 3          # points; see test_standard_at_parity_with_autoattack
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -43,7 +44,7 @@ def fashion(split, n):
 
 
 @pytest.fixture(scope="module")
-def robust_net():
+def robust_model():
     "A small CNN adversarially trained (PGD-3, l_inf eps = 0.1) for 3 epochs on 5000 Fashion-MNIST images (~15 s)."
     torch.manual_seed(0)
     x, y = fashion("train", 5000)
@@ -58,8 +59,19 @@ def robust_net():
             opt.zero_grad()
             loss.backward()
             opt.step()
-    xt, yt = fashion("test", 100)
-    return model.eval(), xt, yt
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def robust_net(robust_model):
+    "The robust CNN and 100 test points."
+    return (robust_model, *fashion("test", 100))
+
+
+@pytest.fixture(scope="module")
+def robust_net_500(robust_model):
+    "The robust CNN and 500 test points."
+    return (robust_model, *fashion("test", 500))
 
 
 @pytest.fixture
@@ -220,7 +232,7 @@ def test_binary_and_single_logit_models():
 
     r = evaluate_robust(One(), x, y, eps=eps, version="fast", steps=20)
     assert r.accuracy == pytest.approx(expected, abs=0.01)
-    assert list(r.per_attack) == ["clean", "apgd-ce", "apgd-margin"]
+    assert list(r.per_attack) == ["clean", "apgd-ce", "apgd-margin", "square"]
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -229,6 +241,7 @@ def test_binary_and_single_logit_models():
     ({"norm": "l1"}, "norm='l1' needs version='pgd'"),
     ({"alpha": 0.1}, "alpha .* only applies to version='pgd'"),
     ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"n_queries": -1}, r"n_queries must be an integer >= 0 \(0 = no Square stage\)"),
     ({"eps": float("nan")}, "eps must be a finite number >= 0"),
     ({"version": [("a", 3)]}, "a non-empty list of \\(name, attack\\) pairs"),
 ])
@@ -283,18 +296,44 @@ def test_flag_for_randomised_model(robust_net):
     assert r.checks["robust_above_clean"]["fired"], r.checks
 
 
-# ---------------------------------------------------------------- the oracle (slow)
-@pytest.mark.slow
-def test_standard_not_above_autoattack(robust_net):
-    "evaluate_robust(version='standard') is at most 0.5 points above torchattacks' AutoAttack on the same points."
-    torchattacks = pytest.importorskip("torchattacks")
+# ---------------------------------------------------------------- the stages and the oracle
+@pytest.mark.parametrize("version, stages, queries", [("standard", ["apgd-ce", "apgd-t", "square"], 5000),
+                                                      ("fast", ["apgd-ce", "apgd-t", "square"], 1000)])
+def test_versions_run_apgd_then_square(toy, version, stages, queries):
+    model, x, y = toy
+    r = evaluate_robust(model, x, y, eps=0.03, version=version, steps=5, checks=False)
+    assert list(r.per_attack) == ["clean", *stages] and f"Square, {queries} queries" in r.description
+    r0 = evaluate_robust(model, x, y, eps=0.03, version=version, steps=5, n_queries=0, checks=False)
+    assert list(r0.per_attack) == ["clean", *stages[:-1]] and "no Square" in r0.description
+
+
+def test_square_stage_breaks_what_gradients_cannot(robust_net):
+    """The fast guard of the Square stage: on a quantised input (zero input gradient) the APGD stages break only
+    what is misclassified anyway, and Square (1,000 queries) breaks more. Measured on these 100 points: Square
+    removes 21-23 points of robust accuracy over seeds 0-3 (sd about 1 point); we ask for 10."""
     model, x, y = robust_net
-    r = evaluate_robust(model, x, y, eps=0.1, version="standard")
-    aa = torchattacks.AutoAttack(model, norm="Linf", eps=0.1, version="standard", n_classes=10, seed=0)
+    r = evaluate_robust(Quantised(model), x, y, eps=0.1, version="fast", checks=False)
+    assert 100 * (r.per_attack["apgd-t"] - r.per_attack["square"]) >= 10, r.per_attack
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wrap, n", [(lambda m: m, 500), (Quantised, 200)], ids=["plain", "masked"])
+def test_standard_at_parity_with_autoattack(wrap, n, robust_net_500):
+    """Per example, `standard` breaks every point torchattacks' AutoAttack (standard) breaks, up to PARITY_TOL = 3
+    points. Measured (points AutoAttack breaks and `standard` does not, seeds 0 and 1): plain 0 and 0 of 500,
+    masked 0 and 1 of 200, plus the same CNN with saturated logits 0 and 0 of 200: about 1 point in 1600, i.e.
+    a Poisson count of mean <= 0.31 on 500 points; with mean 0.5, P(count >= 4) = 0.2 %. Without the Square stage
+    `masked` gives 39, so the test fails when Square is removed (APGD-T's points Square also finds here)."""
+    torchattacks = pytest.importorskip("torchattacks")
+    model, x, y = robust_net_500
+    m, x, y = wrap(model), x[:n], y[:n]
+    r = evaluate_robust(m, x, y, eps=0.1, version="standard", checks=False)
+    aa = torchattacks.AutoAttack(m, norm="Linf", eps=0.1, version="standard", n_classes=10, seed=0)
     with torch.no_grad():
-        a_aa = (model(aa(x, y)).argmax(1) == y).float().mean().item()
-    assert a_aa >= 0.3, a_aa                       # the model is robust, so the comparison means something
-    assert r.accuracy <= a_aa + 0.005, (r.accuracy, a_aa)
+        ref = m(aa(x, y)).argmax(1) == y
+    assert ref.float().mean() >= 0.3, ref.float().mean()     # robust enough for the comparison to mean something
+    only_ref = int((r.robust & ~ref).sum())                   # points AutoAttack breaks and we do not
+    assert only_ref <= PARITY_TOL, (only_ref, int((~r.robust & ref).sum()), r.per_attack, ref.float().mean())
 
 
 def test_early_stopping_changes_nothing(toy):
@@ -311,16 +350,22 @@ def test_early_stopping_changes_nothing(toy):
     assert torch.allclose(xa, xb, atol=1e-6) and torch.allclose(ba[~fa], bb[~fb], atol=1e-5)
 
 
-def test_benchmark_prints_the_ratio(monkeypatch, capsys):
+def test_benchmark_prints_parity_and_ratio(monkeypatch, capsys):
     import robbook.evaluate as ev
     torch.manual_seed(0)
-    monkeypatch.setattr(ev, "_bench_model", lambda device, seed=0: SmallCNN(width=4).eval())
-    res = ev.benchmark(n=8, versions=("fast",))
+    net = SmallCNN(width=4).eval()
+    monkeypatch.setattr(ev, "_bench_model", lambda device, seed=0, name=None: net)
+    res = ev.benchmark(n=8, chunk=4, models=("pgd-linf-0.2", "pgd-l2-1.0"), versions=("fast",))
     out = capsys.readouterr().out
-    assert "evaluate_robust fast" in out and "PGD-20" in out
-    assert 0 <= res["fast"]["robust_accuracy"] <= res["fast"]["clean"] <= 1
-    if "autoattack" in res:
-        assert "AutoAttack" in out and res["ratio_fast"] == pytest.approx(res["autoattack"]["seconds"] / res["fast"]["seconds"])
+    assert "pgd-linf-0.2" in out and "pgd-l2-1.0" in out and "PGD-20" in out and "disagree" in out
+    for m in res["models"].values():
+        assert 0 <= m["fast"]["robust_accuracy"] <= m["clean"] <= 1 and len(m["fast"]["robust"]) == 8
+        if "autoattack" in m:
+            a, b = m["fast"]["disagree"]                         # the accuracies differ by exactly these points
+            assert 8 * (m["fast"]["robust_accuracy"] - m["autoattack"]["robust_accuracy"]) == pytest.approx(a - b)
+            assert m["ratio_fast"] == pytest.approx(m["autoattack"]["seconds"] / m["fast"]["seconds"])
+    with pytest.raises(ValueError, match="allowed values"):
+        ev.benchmark(n=8, models=("resnet",))
 
 
 def test_conv_autotuning_off_while_attacking_and_restored():

@@ -296,3 +296,42 @@ def test_every_chapter_has_a_plan_that_grows_with_the_profile():
     # a dataset built by attack steps costs 2 passes per step and image; it is not a model
     builds = [m for m in L.training_plan("ilyas", "smoke") if m["method"] == "build"]
     assert builds and all(m["epochs"] == 1 for m in builds)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue #20
+
+@pytest.mark.slow
+def test_a_timeout_stops_torchrun_and_every_worker(specs, tmp_path):
+    "A launch that runs past its timeout raises LaunchError and leaves no rank process behind."
+    tr, _ = specs
+    job = L.make_job(CFG.replace(epochs=1), tr, cache_dir=tmp_path, device="cpu", num_workers=0)
+    tag = f"timeout-{os.getpid()}-{time.time()}"
+    seen, errors = {}, []
+
+    def run():
+        try:
+            L.launch(job, nproc=2, module="train_helpers.launch_entry", timeout=30,
+                     env=_env(ROBBOOK_TEST_SLEEP="200", ROBBOOK_TEST_TAG=tag))
+        except L.LaunchError as e:
+            errors.append(e)
+    th = threading.Thread(target=run)
+    th.start()
+    while th.is_alive():
+        seen.update(_worker_pids(tag))
+        time.sleep(0.2)
+    th.join()
+    assert errors and "did not finish within 30" in str(errors[0]), errors
+    assert set(seen) == {0, 1}, f"the ranks never started: {seen}"
+    time.sleep(1)
+    alive = [pid for pid in seen.values() if Path(f"/proc/{pid}").exists()
+             and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not alive, f"rank processes still running after the timeout: {alive}"
+    assert not _worker_pids(tag)
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_train_help_prints_the_train_options(flag):
+    p = subprocess.run([sys.executable, "-m", "robbook", "train", flag], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "--data" in p.stdout and "--nproc" not in p.stderr and "unrecognized" not in p.stderr

@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 from robbook import config, profiles, report, run, widgets
+from robbook.config import ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -232,15 +233,15 @@ def test_failed_run_leaves_the_good_copy_and_the_book_says_so(tmp_path):
     r = subprocess.run([sys.executable, "-m", "robbook", "run", "demo", "--root", str(root), "--device", "cpu",
                         "-p", "eps", "0.9", "--force"], cwd=root, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "eps too large" in r.stderr, r.stderr
-    assert "executed/failed/01_demo.smoke.ipynb" in r.stderr and "unchanged" in r.stderr
-    assert (root / "executed" / "failed" / "01_demo.smoke.ipynb").exists()
+    assert "executed/failed/01_demo.smoke+eps=0.9.ipynb" in r.stderr and "unchanged" in r.stderr
+    assert (root / "executed" / "failed" / "01_demo.smoke+eps=0.9.ipynb").exists()
     assert shown.read_bytes() == good_nb and js.read_bytes() == good_js
     assert not (root / "executed" / ".tmp").exists() or not any((root / "executed" / ".tmp").iterdir())
     # the book build runs it again, fails, says which page and where, and keeps showing the good run
     logs = []
     with pytest.raises(SystemExit, match="01_demo.*eps too large") as e:
         run.build_book(profile="smoke", device="cpu", params={"eps": 0.9}, root=root, render=False, log=logs.append)
-    assert "executed/failed/01_demo.smoke.ipynb" in str(e.value)
+    assert "executed/failed/01_demo.smoke+eps=0.9.ipynb" in str(e.value)
     assert shown.read_bytes() == good_nb and js.read_bytes() == good_js and _no_errors(shown)
     # without the failing parameter the book builds from the good copy
     assert run.build_book(profile="smoke", execute="none", root=root, render=False, log=logs.append)
@@ -347,19 +348,6 @@ def test_live_knobs_recompute():
     assert seen[-1][0] == pytest.approx(0.37), "live sliders recompute at values off the grid"
 
 
-# ---------- report ----------
-
-def test_claim_verdicts_and_records():
-    cs = [report.Claim("a", "1", 1.0, True, "tol"), report.Claim("b", "1", 0.5, False, "tol", partly=True),
-          report.Claim("c", "1", 0.1, False, "tol"), report.Claim("d", "1", None, None, "tol")]
-    assert [c.verdict for c in cs] == ["reproduced", "partly", "not reproduced", "not run here"]
-    recs = report.claims_records(cs)
-    json.dumps(recs)
-    assert recs[3]["verdict"] == "not run here"
-    df = report.claims_frame(cs, "smoke")
-    assert list(df["profile"]) == ["smoke"] * 4 and df.loc[0, "ours"] == "1"
-
-
 # ---------- source hygiene ----------
 
 def test_notebooks_in_nbs_carry_no_outputs():
@@ -411,3 +399,182 @@ def test_provenance_box_shows_parameter_values_readably():
     assert _short([4 / 255, 0.3137254901960784]) == "[0.0156863, 0.313725]"
     assert _short({"depth": 34, "rate": 0.1}) == "{'depth': 34, 'rate': 0.1}"
     assert _short(("a", 2)) == "('a', 2)" and _short((0.5,)) == "(0.5,)" and _short(None) == "None"
+
+
+# ---------- issue #20: runs side by side, nothing lost, nothing shown under the wrong name ----------
+
+def _demo_book_with_data_switch(tmp_path):
+    "The demo book whose claim is 'not run here' when $DEMO_ABSENT is set (a run that completes less)."
+    root = _demo_book(tmp_path)
+    p = root / "nbs" / "01_demo.ipynb"
+    nb = nbformat.read(p, as_version=4)
+    nb.cells[-1].source = ("import os\nv = 'not run here' if os.environ.get('DEMO_ABSENT') else 'reproduced'\n"
+                           "finish_run(cfg, {'n': cfg.n, 'claims': [{'claim': 'c', 'verdict': v}]}, show=False)")
+    nbformat.write(nb, p)
+    return root
+
+
+def _started(path):
+    return json.loads(Path(path).read_text())["provenance"]["started"]
+
+
+def test_results_dir_parameter_moves_with_its_notebook(tmp_path, monkeypatch):
+    "Finding 1: with `-p results_dir X` the book shows this run's JSON beside this run's notebook."
+    root, quiet = _demo_book(tmp_path), (lambda *a: None)
+    monkeypatch.setattr(report, "chapter_pages", lambda root: {"demo": "01_demo"})
+    run.execute_page("01_demo", params={"device": "cpu"}, root=root, log=quiet)
+    time.sleep(1.1)
+    res = tmp_path / "res"
+    shown = run.execute_page("01_demo", params={"device": "cpu", "results_dir": str(res)}, root=root, force=True,
+                             log=quiet)
+    js = root / "executed" / "demo.json"
+    assert _started(js) == _started(res / "demo.json")
+    assert nbformat.read(shown, as_version=4).metadata["robbook"]["parameters"]["results_dir"] == str(res)
+    assert report.collect_results(root)[0]["started"] == _started(res / "demo.json")
+
+
+def test_forced_rerun_in_the_same_second_is_installed(tmp_path, monkeypatch):
+    "Finding 2: 'already installed' is decided by the run's identity, not by a one-second timestamp."
+    root, quiet = _demo_book(tmp_path), (lambda *a: None)
+    monkeypatch.setattr(time, "strftime", lambda *a, **k: "2020-01-01 00:00:00")
+    run.execute_page("01_demo", params={"device": "cpu"}, root=root, log=quiet)
+    first = _started(root / "executed" / "demo.json")
+    time.sleep(1.1)
+    run.execute_page("01_demo", params={"device": "cpu"}, root=root, force=True, log=quiet)
+    good = _started(root / "executed" / "runs" / "smoke" / "demo.json")
+    assert good != first and _started(root / "executed" / "demo.json") == good
+
+
+def test_runs_with_overrides_live_side_by_side_and_the_book_shows_the_chosen_one(tmp_path, monkeypatch):
+    root, quiet = _demo_book(tmp_path), (lambda *a: None)
+    monkeypatch.setattr(report, "chapter_pages", lambda root: {"demo": "01_demo"})
+    shown, js = root / "executed" / "01_demo.ipynb", root / "executed" / "demo.json"
+    run.execute_page("01_demo", params={"device": "cpu"}, root=root, log=quiet)
+    plain = shown.read_bytes()
+    logs = []
+    run.execute_page("01_demo", params={"device": "cpu", "eps": 0.25}, root=root, log=logs.append)
+    runs = root / "executed" / "runs"
+    assert (runs / "smoke" / "01_demo.ipynb").exists() and (runs / "smoke+eps=0.25" / "01_demo.ipynb").exists()
+    assert shown.read_bytes() == plain, "a run with overrides is not shown unless picked"
+    assert any("smoke+eps=0.25" in l and "--run demo=smoke+eps=0.25" in l for l in logs), logs
+    run.build_book(profile="smoke", execute="none", runs={"demo": "smoke+eps=0.25"}, root=root, render=False, log=quiet)
+    meta = nbformat.read(shown, as_version=4).metadata["robbook"]
+    assert meta["run"] == "smoke+eps=0.25" and json.loads(js.read_text())["provenance"]["overrides"] == {"eps": 0.25}
+    recs = {r["run"]: r for r in report.collect_results(root)}
+    assert recs["smoke+eps=0.25"]["shown"] and not recs["smoke"]["shown"]
+    assert recs["smoke+eps=0.25"]["overrides"] == {"eps": 0.25} and recs["smoke"]["overrides"] == {}
+    frame = report.scoreboard_frame(root)
+    assert set(frame["run"]) == {"smoke", "smoke+eps=0.25"} and "eps=0.25" in " ".join(frame["overrides"])
+    run.build_book(profile="smoke", execute="none", root=root, render=False, log=quiet)
+    assert nbformat.read(shown, as_version=4).metadata["robbook"]["run"] == "smoke"
+    with pytest.raises(ParameterError, match="smoke\\+eps=0.25"):        # a run that is not there: say which are
+        run.build_book(profile="smoke", execute="none", runs={"demo": "quick"}, root=root, render=False, log=quiet)
+    # `run --show` makes a run with overrides the shown one at once; the listing names every run
+    r = subprocess.run([sys.executable, "-m", "robbook", "run", "demo", "--root", str(root), "--device", "cpu",
+                        "-p", "eps", "0.25", "--show"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert nbformat.read(shown, as_version=4).metadata["robbook"]["run"] == "smoke+eps=0.25"
+    r = subprocess.run([sys.executable, "-m", "robbook", "runs", "--root", str(root)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "smoke+eps=0.25" in r.stdout and "smoke " in r.stdout + " ", r.stdout + r.stderr
+
+
+def test_a_run_that_completes_less_never_replaces_a_complete_run(tmp_path, monkeypatch):
+    "The issue's data-loss case: a re-run with absent data keeps the complete run and the page the book shows."
+    root, quiet = _demo_book_with_data_switch(tmp_path), (lambda *a: None)
+    shown, js = root / "executed" / "01_demo.ipynb", root / "executed" / "demo.json"
+    run.execute_page("01_demo", params={"device": "cpu"}, root=root, log=quiet)
+    good_nb, good_js = shown.read_bytes(), js.read_bytes()
+    kept = (root / "executed" / "runs" / "smoke" / "demo.json").read_bytes()
+    monkeypatch.setenv("DEMO_ABSENT", "1")
+    logs = []
+    run.execute_page("01_demo", params={"device": "cpu"}, root=root, force=True, log=logs.append)
+    assert shown.read_bytes() == good_nb and js.read_bytes() == good_js
+    assert (root / "executed" / "runs" / "smoke" / "demo.json").read_bytes() == kept
+    lesser = [p for p in (root / "executed" / "runs").iterdir() if p.name.startswith("smoke.lesser-")]
+    assert len(lesser) == 1 and (lesser[0] / "demo.json").exists(), "the lesser run is kept under its own name"
+    assert any("completes less" in l for l in logs), logs
+    run.build_book(profile="smoke", execute="none", root=root, render=False, log=quiet)
+    assert shown.read_bytes() == good_nb and js.read_bytes() == good_js
+
+
+def test_a_dataset_asked_for_by_name_must_be_there(tmp_path):
+    "`-p mnist_data mnist` with no MNIST stops before anything runs, with every place looked in and the fix."
+    empty = tmp_path / "data"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError) as e:
+        run.check_requested_data("tsipras", {"mnist_data": "mnist", "data_root": str(empty)})
+    first = str(e.value).splitlines()[0]
+    assert "'mnist' not found" in first and str(empty / "MNIST" / "raw") in first
+    assert "yann.lecun.com" in str(e.value)
+    with pytest.raises(FileNotFoundError, match="imagenet"):
+        run.check_requested_data("tsipras", {"imagenet_root": str(empty / "imagenet")})
+    with pytest.raises(FileNotFoundError, match="cifar10"):
+        run.check_requested_data("tsipras", {"deep_slots": ["mnist", "cifar10"], "data_root": str(empty)})
+    run.check_requested_data("tsipras", {"linear_eps": 0.1, "data_root": str(empty)})   # no data named: nothing to check
+    # the slot `mnist` is the MNIST-like slot (its data set is `mnist_data`), not the data set MNIST
+    run.check_requested_data("tsipras", {"deep_slots": ["mnist"], "data_root": str(empty)})
+    r = subprocess.run([sys.executable, "-m", "robbook", "run", "tsipras", "-p", "mnist_data", "mnist",
+                        "--data-root", str(empty), "--root", str(tmp_path / "nowhere")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+
+
+def test_dataset_error_names_every_place_on_its_first_line(tmp_path):
+    "Chapters show the first line of a data error: it must list the places looked in."
+    from robbook.data import load
+    with pytest.raises(FileNotFoundError) as e:
+        load("mnist", root=tmp_path, download=False)
+    first = str(e.value).splitlines()[0]
+    assert "not found" in first and all(str(tmp_path / s) in first for s in ("MNIST/raw", "MNIST", "mnist"))
+
+
+# ---------- issue #20 mutation check: run names, the lesser-run rule, the shown run ----------
+
+def test_run_names_say_every_override_the_seed_and_the_device():
+    name = lambda **kw: config.run_name(config.resolve("tsipras", profile="smoke", **kw))
+    assert name() == name(device="cpu") == name(device="auto") == name(data_root="/d", results_dir="/r") == "smoke"
+    assert name(linear_eps=0.1) == "smoke+linear_eps=0.1" and name(seed=1) == "smoke+seed=1"
+    assert name(device="cuda:1") == "smoke@cuda_1"
+    assert name(seed=2, linear_eps=0.1, device="mps") == "smoke+linear_eps=0.1+seed=2@mps"
+    a = [0.001 * i for i in range(1, 30)]                     # a long override: cut, and told apart by a hash
+    long_a, long_b = name(linear_topk=a), name(linear_topk=a[:-1] + [0.5])
+    assert long_a != long_b and max(len(long_a), len(long_b)) <= 100 and long_a.startswith("smoke+linear_topk=")
+
+
+def test_completes_less_compares_the_claims_checked(tmp_path):
+    def js(name, *claims):
+        p = tmp_path / f"{name}.json"
+        p.write_text(json.dumps({"results": {"claims": [{"id": c, "verdict": v} for c, v in claims]}}))
+        return p
+    full = js("full", ("x", "reproduced"), ("y", "not reproduced"))
+    other = js("other", ("x", "reproduced"), ("z", "inconclusive"))        # as many claims, but not y
+    fewer = js("fewer", ("x", "reproduced"), ("y", "not run here"))
+    assert run.coverage(full) == {"x", "y"} and run.coverage(fewer) == {"x"}
+    assert run.completes_less(fewer, full) and not run.completes_less(full, fewer)
+    assert run.completes_less(other, full) and not run.completes_less(full, full)
+    assert run.completes_less(tmp_path / "absent.json", full) and not run.completes_less(full, tmp_path / "absent.json")
+
+
+def test_the_book_shows_the_plain_run_that_checks_most_claims(tmp_path, monkeypatch):
+    """Two runs of `smoke` without overrides (here: on two devices): the one that checks fewer claims is kept,
+    not shown, and the book keeps the complete one; a lesser run is never taken for the profile's run."""
+    root, quiet = _demo_book_with_data_switch(tmp_path), (lambda *a: None)
+    shown, runs = root / "executed" / "01_demo.ipynb", root / "executed" / "runs"
+    uid = lambda: nbformat.read(shown, as_version=4).metadata["robbook"]["run_uid"]
+    run.execute_page("01_demo", params={"device": "cpu"}, root=root, log=quiet)
+    complete = uid()
+    monkeypatch.setenv("DEMO_ABSENT", "1")
+    real_id = run.run_id
+    monkeypatch.setattr(run, "run_id", lambda page, profile, params: real_id(page, profile, params) + "@cuda")
+    logs = []     # forced: the same notebook and parameters, so the same execution key, as on another device
+    run.execute_page("01_demo", params={"device": "cpu"}, root=root, force=True, log=logs.append)
+    assert (runs / "smoke@cuda" / "demo.json").exists() and uid() == complete
+    assert any("completes less than the run the book shows" in l for l in logs), logs
+    run.build_book(profile="smoke", execute="none", root=root, render=False, log=quiet)
+    assert uid() == complete, "of two plain smoke runs the book shows the one that checks more claims"
+    shutil.copytree(runs / "smoke@cuda", runs / "smoke.lesser-20200101-000000")   # what a lesser re-run leaves
+    for name in ("smoke", "smoke@cuda"):                       # the plain runs deleted by hand
+        shutil.rmtree(runs / name)
+    run.build_book(profile="smoke", execute="none", root=root, render=False, log=quiet)
+    assert uid() == complete, "a lesser run must not replace the shown run as if it were the smoke run"

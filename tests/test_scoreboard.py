@@ -12,8 +12,8 @@ from robbook import report
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _claims(*verdicts):
-    return [{"claim": f"claim {i}", "verdict": v} for i, v in enumerate(verdicts, 1)]
+def _claims(*verdicts, kind="paper"):
+    return [{"claim": f"{kind} claim {i}", "kind": kind, "verdict": v} for i, v in enumerate(verdicts, 1)]
 
 
 def _write(path, chapter, profile, claims, started, commit="abc123"):
@@ -31,19 +31,21 @@ def book(tmp_path):
                        tmp_path / "nbs" / f"{page}.ipynb")
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: executed/intro\n")
     ex = tmp_path / "executed"
-    smoke = _claims("reproduced", "partly", "not reproduced", "not run here")
+    smoke = _claims("reproduced", "inconclusive", "not reproduced", "not run here") + _claims("reproduced", kind="theory")
     _write(ex / "runs" / "smoke" / "tsipras.json", "tsipras", "smoke", smoke, "2026-01-01T10:00:00")
     _write(ex / "tsipras.json", "tsipras", "smoke", smoke, "2026-01-01T10:00:00")
     _write(ex / "runs" / "quick" / "tsipras.json", "tsipras", "quick",
-           _claims("reproduced", "reproduced", "reproduced", "partly"), "2026-01-02T10:00:00", commit="def456")
+           _claims("reproduced", "reproduced", "reproduced", "inconclusive"), "2026-01-02T10:00:00", commit="def456")
     return tmp_path
 
 
 def test_counts_per_chapter_and_profile(book):
     df = report.scoreboard_frame(book)
     ts = df[df.chapter == "tsipras"].set_index("profile")
-    assert ts.loc["smoke", ["reproduced", "partly", "not reproduced", "not run here"]].tolist() == [1, 1, 1, 1]
-    assert ts.loc["quick", ["reproduced", "partly"]].tolist() == [3, 1]
+    # paper claims are counted per verdict; theory checks apart, never mixed into the paper's counts
+    assert ts.loc["smoke", ["reproduced", "inconclusive", "not reproduced", "not run here"]].tolist() == [1, 1, 1, 1]
+    assert ts.loc["smoke", "theory checks"] == "1 / 1" and ts.loc["quick", "theory checks"] == "—"
+    assert ts.loc["quick", ["reproduced", "inconclusive"]].tolist() == [3, 1]
     assert ts.loc["smoke", "shown in the book"] and not ts.loc["quick", "shown in the book"]
     assert ts.loc["quick", "commit"] == "def456"
     assert df[df.chapter == "moayeri"]["profile"].tolist() == ["not run yet"], "every chapter is covered"
@@ -57,11 +59,15 @@ def test_html_links_each_claim_to_its_row(book):
     assert "def456" in html and "abc123" in html
 
 
-def test_claims_table_rows_carry_the_anchors_and_escape_text():
-    cs = [report.Claim("x < y holds", "1", 0.123456, True, "tol"), report.Claim("b", "2", None, None, "tol")]
-    html = report.claims_table(cs, "smoke").to_html()
-    assert 'id="claim-1"' in html and 'id="claim-2"' in html
-    assert "x &lt; y holds" in html and "0.123" in html and "0.123456" not in html
+def test_html_counts_kinds_apart_with_coverage_and_stand_ins(book):
+    d = json.loads((book / "executed" / "tsipras.json").read_text())
+    d["results"].update(coverage={"main claims": 5, "with a row": 5, "run here": 3, "not run here": ["a", "b"]},
+                        stand_ins={"MNIST": "Fashion-MNIST"})
+    for f in (book / "executed" / "tsipras.json", book / "executed" / "runs" / "smoke" / "tsipras.json"):
+        f.write_text(json.dumps(d))
+    html = report.scoreboard_html(book)
+    assert "3 of the paper's 5 main claims ran here" in html and "MNIST → Fashion-MNIST" in html
+    assert "theory checks" in html and "paper claims" in html
 
 
 def test_cli_scoreboard(book):

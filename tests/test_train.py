@@ -606,7 +606,7 @@ def test_ddp_batchnorm_world_size_is_in_the_key_on_cpu(tmp_path):
     with one_thread():
         one = train(c, easy_data(96, 0), device="cpu", cache_dir=tmp_path / "cache", progress=False)
     assert not one.from_cache and one.key != r0["key"]
-    assert one.key == T.run_key(c, easy_data(96, 0)) and r0["key"] == T.run_key(c, easy_data(96, 0), bn_world_size=2)
+    assert one.key == T.run_key(c, easy_data(96, 0)) and r0["key"] == T.run_key(c, easy_data(96, 0), world_size=2)
     assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
@@ -757,3 +757,109 @@ def test_channels_last_only_for_models_with_4d_weights():
     assert not _channels_last_ok(gcnn)
     assert _channels_last_ok(cnn)
     cnn.to(memory_format=torch.channels_last)        # and those convert
+
+
+# ---------------------------------------------------------------------------------------------
+# issue #20: global state restored, the world size in the key wherever it shapes the run
+
+def test_backend_scope_restores_cublas_workspace_config(monkeypatch):
+    "The deterministic settings of a CUDA run leave no trace: CUBLAS_WORKSPACE_CONFIG included."
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    settings = T._backend_settings(cfg(deterministic=True), "cuda")
+    assert settings["CUBLAS_WORKSPACE_CONFIG"]
+    before = T._current_backend_settings()
+    with T._backend_scope(settings):
+        assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == settings["CUBLAS_WORKSPACE_CONFIG"]
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ and T._current_backend_settings() == before
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")        # a user's own value is kept, and kept after
+    with T._backend_scope(settings):
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+def test_world_size_is_in_the_key_wherever_it_changes_the_run():
+    """34 images, batch 16: one process takes 3 steps an epoch, 4 processes 2 (the last batch of 2 would
+    leave two processes empty); random attack starts, augmentation and dropout draw per process."""
+    from robbook.models import build_model
+    tr = easy_data(34, 0)
+    lin = build_model("linear", num_classes=4, in_channels=1)
+    assert T.steps_per_epoch(34, 16, 1) == 3 and T.steps_per_epoch(34, 16, 4) == 2
+    c = cfg(batch_size=16)
+    assert T.world_shapes_run(c, lin, 34, 4)                            # other steps per epoch
+    assert not T.world_shapes_run(c, lin, 32, 4) and not T.world_shapes_run(c, lin, 34, 1)
+    for kw in [{"method": "pgd", "eps": 0.1}, {"method": "trades", "eps": 0.1}, {"augment": "translate"},
+               {"method": "half_half", "eps": 0.1, "random_start": False}]:
+        assert T.world_shapes_run(cfg(batch_size=16, **kw), lin, 32, 2), kw
+    assert not T.world_shapes_run(cfg(batch_size=16, method="pgd", eps=0.1, random_start=False), lin, 32, 2)
+    assert T.world_shapes_run(c, build_model("kamath_stdcnn"), 32, 2)   # dropout: a mask per process
+    keys = {T.run_key(c, tr), T.run_key(c, tr, world_size=4), T.run_key(c, tr, world_size=2)}
+    assert len(keys) == 3 and T.run_key(c, tr, world_size=1) == T.run_key(c, tr)
+
+
+def test_a_three_process_run_is_not_served_as_the_one_process_model(tmp_path):
+    """32 images, batch 15 (3 × 5): one process takes 3 steps an epoch, three take 2; training the
+    3-process model first must not make the 1-process call return it."""
+    c = cfg(epochs=1, batch_size=15, lr=0.2)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "3",
+           *helper_args(tmp_path / "cache", tmp_path / "out", c, "--num-images", "32")]
+    p = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    r0 = read_out(tmp_path / "out", 0)
+    with one_thread():
+        one = train(c, easy_data(32, 0), device="cpu", cache_dir=tmp_path / "cache", progress=False)
+    assert not one.from_cache and one.key != r0["key"]
+    assert json.loads((one.path / "result.json").read_text())["meta"]["batches_per_epoch"] == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# issue #20 mutation check: the attacks inside the objectives, and every attack setting in the key
+
+def test_pgd_examples_start_where_the_config_says():
+    """`random_start=False` (Ilyas et al., App. C.3) is one sign step from the image itself, whatever the
+    random state; `random_start=True` draws its start (two seeds, two results)."""
+    m, x, y = _tiny()
+    c = cfg(method="pgd", eps=0.1, alpha=0.04, steps=1, random_start=False, num_classes=3)
+    xr = x.clone().requires_grad_(True)
+    g, = torch.autograd.grad(_ce(m(xr), y), xr)
+    by_hand = (x + 0.04 * g.sign()).clamp(0, 1)
+    runs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        runs.append(T._pgd_examples(c, m, x, y))
+    assert torch.allclose(runs[0], by_hand, atol=1e-6) and torch.equal(runs[0], runs[1])
+    starts = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        starts.append(T._pgd_examples(c.replace(random_start=True), m, x, y))
+    assert (starts[0] - starts[1]).abs().max() > 1e-3 and (starts[0] - by_hand).abs().max() > 1e-3
+
+
+def test_trades_perturb_by_hand():
+    """The TRADES inner maximisation written out (Zhang et al. 2019): from x + 0.001 N(0, I), `steps` sign
+    steps ascending KL(softmax f(x) || softmax f(x')), each projected onto the l-inf ball and [0, 1]."""
+    m, x, _ = _tiny()
+    eps, alpha = 0.1, 0.03
+    torch.manual_seed(5)
+    got = T.trades_perturb(m, x, eps=eps, alpha=alpha, steps=3, norm="linf")
+    torch.manual_seed(5)
+    with torch.no_grad():
+        p = torch.softmax(m(x), 1)
+    lo, hi = (-x).clamp(min=-eps), (1 - x).clamp(max=eps)
+    d = torch.maximum(torch.minimum(0.001 * torch.randn_like(x), hi), lo)
+    for _ in range(3):
+        xa = (x + d).requires_grad_(True)
+        kl = (p * (p.log() - torch.log_softmax(m(xa), 1))).sum()
+        g, = torch.autograd.grad(kl, xa)
+        d = torch.maximum(torch.minimum(d + alpha * g.sign(), hi), lo)
+    assert torch.allclose(got, (x + d).clamp(0, 1), atol=1e-6)
+    assert (got - x).abs().max() > 2 * alpha                   # it moved: three steps, not a no-op
+
+
+def test_every_attack_setting_is_in_the_model_key():
+    "Two adversarial trainings that differ in one attack setting (the start included) never share a cache entry."
+    tr = easy_data(64, 0)
+    base = cfg(method="pgd", eps=0.1, steps=3, alpha=0.03, random_start=True, attack_bn="eval")
+    variants = [dict(random_start=False), dict(steps=4), dict(alpha=0.02), dict(eps=0.2), dict(norm="l2"),
+                dict(attack_bn="train"), dict(method="trades"), dict(method="half_half")]
+    keys = [T.run_key(base, tr)] + [T.run_key(base.replace(**v), tr) for v in variants]
+    assert len(set(keys)) == len(keys)
