@@ -21,12 +21,12 @@ from .data import (IMAGE_EXTENSIONS, DatasetNotFoundError, FolderDataset, ImageD
 # %% auto #0
 __all__ = ['RED', 'GREEN', 'BACKGROUND_SETS', 'EVAL_SIZE', 'EVAL_RESIZE', 'IN9_SETS', 'WATERBIRDS_SPLITS', 'SUITE_DATASETS',
            'SpuriousData', 'to_rgb', 'majority_assignment', 'color_shift', 'background_spec', 'render_backgrounds',
-           'foreground_mask', 'composite', 'background_types', 'background_dataset', 'feature_scales', 'eval_resize',
-           'MaskedFolderDataset', 'GroupedFolderDataset', 'limit', 'batches', 'imagenet_wnids', 'PooledHead',
-           'imagenet_val', 'imagenet_c', 'imagenet_c_corruptions', 'objectnet', 'rival10', 'salient_imagenet',
-           'imagenet9', 'waterbirds', 'waterbirds_majority', 'SuiteModel', 'suite_checkpoints', 'ProbeModel',
-           'imagenet_accuracy', 'imagenet_c_accuracy', 'objectnet_accuracy', 'rival10_rfs', 'salient_rcs',
-           'imagenet9_gap', 'waterbirds_probe', 'suite_availability', 'evaluate_suite']
+           'foreground_mask', 'composite', 'background_types', 'background_dataset', 'feature_scales', 'gap_change',
+           'group_gap_change', 'eval_resize', 'MaskedFolderDataset', 'GroupedFolderDataset', 'limit', 'batches',
+           'imagenet_wnids', 'PooledHead', 'imagenet_val', 'imagenet_c', 'imagenet_c_corruptions', 'objectnet',
+           'rival10', 'salient_imagenet', 'imagenet9', 'waterbirds', 'waterbirds_majority', 'SuiteModel',
+           'suite_checkpoints', 'ProbeModel', 'imagenet_accuracy', 'imagenet_c_accuracy', 'objectnet_accuracy',
+           'rival10_rfs', 'salient_rcs', 'imagenet9_gap', 'waterbirds_probe', 'suite_availability', 'evaluate_suite']
 
 # %% ../nbs/20_distshift.ipynb #56f812bf
 @dataclasses.dataclass(eq=False)
@@ -229,6 +229,21 @@ def feature_scales(objects: ImageData, *, kind: str = "texture", strength: float
     out["ratio_linf"] = out["background_linf"] / out["object_linf"]
     out["ratio_l2"] = out["background_l2"] / out["object_l2"]
     return out
+
+# %% ../nbs/20_distshift.ipynb #fc8b610e
+def gap_change(a1, a2, b1, b2) -> float:
+    """(mean a1 − mean a2) − (mean b1 − mean b2): how much a gap measured on model a exceeds the same gap on
+    model b (e.g. background gap, Moayeri et al. (2022) Sec. 4.3, of an AT model against a standard one)."""
+    return float(np.mean(a1) - np.mean(a2) - (np.mean(b1) - np.mean(b2)))
+
+
+def group_gap_change(a, b, majority) -> float:
+    """Majority − minority accuracy gap (Moayeri et al. (2022), Fig. 8) of per-example correctness `a`
+    minus that of `b`, on the same examples; `majority` is 1 (or True) on majority-group examples."""
+    a, b, m = np.asarray(a, float), np.asarray(b, float), np.asarray(majority, float) > 0.5
+    if m.all() or not m.any():
+        return float("nan")            # a resample with one group only has no gap
+    return float(a[m].mean() - a[~m].mean() - (b[m].mean() - b[~m].mean()))
 
 # %% ../nbs/20_distshift.ipynb #3c143677
 EVAL_SIZE, EVAL_RESIZE = 224, 256

@@ -435,3 +435,42 @@ def test_batches_decode_in_workers_for_large_sets_only():
     assert batches(Sized(5000), num_workers=1).num_workers == 1
     xb, yb = next(iter(batches(Sized(10), batch_size=4)))
     assert xb.shape == (4, 3, 8, 8) and yb.tolist() == [0] * 4
+
+
+# --- gap changes between models, judged by the verdict engine ----------------------------------------
+
+def test_gap_change_is_the_difference_of_the_two_models_gaps():
+    rng = np.random.default_rng(0)
+    a1, a2, b1, b2 = (rng.integers(0, 2, 50).astype(float) for _ in range(4))
+    assert D.gap_change(a1, a2, b1, b2) == pytest.approx((a1.mean() - a2.mean()) - (b1.mean() - b2.mean()))
+    assert D.gap_change(a1, a2, a1, a2) == 0.0
+
+
+def test_group_gap_change_matches_majority_minority_gap():
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 2, 80).astype(float), rng.integers(0, 2, 80).astype(float)
+    maj = rng.integers(0, 2, 80).astype(bool)
+    gap = lambda c: c[maj].mean() - c[~maj].mean()
+    assert D.group_gap_change(a, b, maj) == pytest.approx(gap(a) - gap(b))
+    assert D.group_gap_change(a, b, maj.astype(float)) == pytest.approx(gap(a) - gap(b))
+    assert np.isnan(D.group_gap_change(a, b, np.ones(80)))          # one group only: no gap
+
+
+def test_gap_changes_through_the_verdict_engine():
+    "A clear rise of the gap is reproduced, a reversed one is not, a null one on few examples is inconclusive."
+    from robbook.report import effect
+    rng = np.random.default_rng(2)
+    n = 2000
+    same_std, rand_std = rng.random(n) < 0.85, rng.random(n) < 0.80          # standard model: gap ≈ 0.05
+    same_at, rand_at = rng.random(n) < 0.80, rng.random(n) < 0.60            # AT model: gap ≈ 0.20
+    rise = effect("AT − standard", D.gap_change, same_at, rand_at, same_std, rand_std, op=">", bound=0.0)
+    assert rise.verdict == "reproduced"
+    fall = effect("standard − AT", D.gap_change, same_std, rand_std, same_at, rand_at, op=">", bound=0.0)
+    assert fall.verdict == "not reproduced"
+    m = 40
+    x = [rng.random(m) < 0.7 for _ in range(4)]                              # no effect, small n
+    assert effect("null", D.gap_change, *x, op=">", bound=0.0).verdict == "inconclusive"
+    maj = np.arange(n) % 2 == 0
+    a = np.where(maj, rng.random(n) < 0.9, rng.random(n) < 0.5)              # group gap ≈ 0.4
+    b = np.where(maj, rng.random(n) < 0.8, rng.random(n) < 0.7)              # group gap ≈ 0.1
+    assert effect("groups", D.group_gap_change, a, b, maj, op=">", bound=0.0).verdict == "reproduced"

@@ -514,10 +514,16 @@ def test_a_dataset_asked_for_by_name_must_be_there(tmp_path):
     run.check_requested_data("tsipras", {"linear_eps": 0.1, "data_root": str(empty)})   # no data named: nothing to check
     # the slot `mnist` is the MNIST-like slot (its data set is `mnist_data`), not the data set MNIST
     run.check_requested_data("tsipras", {"deep_slots": ["mnist"], "data_root": str(empty)})
+    book = tmp_path / "book"     # a checkout holding the chapter: what stops the CLI is the data check, nothing else
+    (book / "nbs").mkdir(parents=True)
+    shutil.copyfile(ROOT / "nbs" / "01_tsipras.ipynb", book / "nbs" / "01_tsipras.ipynb")
+    (book / "nbs" / "intro.md").write_text("# Intro\n")
+    (book / "_toc.yml").write_text("format: jb-book\nroot: executed/intro\nchapters:\n  - file: executed/01_tsipras\n")
     r = subprocess.run([sys.executable, "-m", "robbook", "run", "tsipras", "-p", "mnist_data", "mnist",
-                        "--data-root", str(empty), "--root", str(tmp_path / "nowhere")], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0
+                        "--data-root", str(empty), "--root", str(book)], cwd=book,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "'mnist' not found" in r.stderr.splitlines()[0], r.stderr[-2000:]
+    assert not list((book / "executed").rglob("*.ipynb")), "nothing was executed"
 
 
 def test_dataset_error_names_every_place_on_its_first_line(tmp_path):

@@ -209,3 +209,29 @@ def test_theorem_2_2_on_samples():
     assert np.abs(w[1:]).sum() < 1e-3
     assert linear_accuracy(w, b, p, eta) == pytest.approx(p, abs=5e-3)
     assert linear_accuracy(w, b, p, eta, 2 * eta) == pytest.approx(p, abs=5e-3)
+
+
+# ---- Sec. 2.2: transferability --------------------------------------------------------------------------
+
+def test_worst_case_examples_transfer_between_independently_trained_standard_classifiers():
+    """Sec. 2.2: A's worst-case l_inf examples at eps = 2*eta fool B, trained on an independent sample of D, far more
+    than random +-eps noise does, and almost as much as B's own worst case."""
+    from robbook.linear import fit_linear
+    d, p = 100, 0.95
+    eta = 2 / np.sqrt(d)
+    eps = 2 * eta
+
+    def fit(seed):
+        X, y = sample(3000, d, p, eta, seed=seed)
+        return fit_linear(torch.tensor(X, dtype=torch.float32), torch.tensor(y, dtype=torch.float32),
+                          loss="logistic", epochs=100, lr=0.1).numpy()
+
+    (wA, bA), (wB, bB) = fit(1), fit(2)
+    Xt, yt = sample(20_000, d, p, eta, seed=3)
+    acc_B = lambda X: float(np.mean(yt * (X @ wB + bB) > 0))
+    clean, transferred = acc_B(Xt), acc_B(Xt - eps * yt[:, None] * np.sign(wA))
+    own = float(np.mean(robust_margin(wB, bB, Xt, yt, eps) > 0))
+    noise = acc_B(Xt + eps * np.random.default_rng(4).choice([-1.0, 1.0], size=Xt.shape))
+    assert clean > 0.95 and own < 0.2
+    assert clean - transferred > 0.8 * (clean - own)
+    assert transferred < noise - 0.5
