@@ -44,7 +44,7 @@ DATASET_CODE_MODULES = ("robbook.ilyas", "robbook.attacks", "robbook.metrics", "
 
 def dataset_code_version() -> str:
     "Hash of the code of `DATASET_CODE_MODULES` (`robbook.train.code_version`): a fix to pgd or a builder rebuilds."
-    from .train import code_version
+    from robbook.train import code_version
     return code_version(DATASET_CODE_MODULES)
 
 
