@@ -483,6 +483,10 @@ def _ilyas_plan(P: dict, slots=None) -> list[dict]:
             add(mod, N, what=f"D̂_{kind} from the {w} source")
     if mod != src:
         add(mod, N, what="D")
+    other = [a for a in P["transfer_models"] if a not in ("linear", src)]
+    if other:                              # Sec. 3.1: another architecture trained on D̂_R and D̂_NR
+        add(other[0], n_inv, what="other architecture: D̂_R")
+        add(other[0], n_inv, what="other architecture: D̂_NR")
     for a in P["transfer_models"]:
         add(a, N, what="transfer: D")
         if a != mod:
