@@ -39,7 +39,25 @@ def figsize(height: float = 0.5, width: float = 1.0) -> tuple[float, float]:
     return (w, w * height)
 
 # %% auto #0
-__all__ = ['COLUMN_IN', 'DPI', 'FRAME_FORMAT', 'BOOK_RC', 'book_style', 'figsize', 'show_images', 'figure_bytes']
+__all__ = ['COLUMN_IN', 'DPI', 'FRAME_FORMAT', 'BOOK_RC', 'book_style', 'figsize', 'figure_bytes', 'show_images']
+
+# %% ../nbs/18b_plots.ipynb #aeada633
+def figure_bytes(fig: Figure, fmt: str = "png8", dpi: int = DPI) -> bytes:
+    "The figure's image in `fmt` (png, png8 = palette PNG, jpeg, svg), cropped to its content."
+    import io
+    allowed = ("png", "png8", "jpeg", "svg")
+    if fmt not in allowed:
+        raise ValueError(f"fmt must be one of {allowed}; got {fmt!r}")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png" if fmt == "png8" else fmt, dpi=dpi, bbox_inches="tight",
+                facecolor="white")
+    if fmt != "png8":
+        return buf.getvalue()
+    from PIL import Image
+    img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    out = io.BytesIO()
+    img.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(out, format="png", optimize=True)
+    return out.getvalue()
 
 # %% ../nbs/18b_plots.ipynb #ef3554ca
 def _to_numpy(x) -> np.ndarray:
@@ -131,21 +149,3 @@ def show_images(x, titles=None, ncols: int = 8, *, row_labels: Sequence[str] = (
         fig.suptitle(suptitle, fontsize=fontsize + 1)
     _register_display()
     return fig
-
-# %% ../nbs/18b_plots.ipynb #aeada633
-def figure_bytes(fig: Figure, fmt: str = "png8", dpi: int = DPI) -> bytes:
-    "The figure's image in `fmt` (png, png8 = palette PNG, jpeg, svg), cropped to its content."
-    import io
-    allowed = ("png", "png8", "jpeg", "svg")
-    if fmt not in allowed:
-        raise ValueError(f"fmt must be one of {allowed}; got {fmt!r}")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png" if fmt == "png8" else fmt, dpi=dpi, bbox_inches="tight",
-                facecolor="white")
-    if fmt != "png8":
-        return buf.getvalue()
-    from PIL import Image
-    img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-    out = io.BytesIO()
-    img.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(out, format="png", optimize=True)
-    return out.getvalue()
