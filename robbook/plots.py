@@ -26,6 +26,7 @@ def book_style(**overrides) -> dict:
     "Set matplotlib's defaults for the book's text column (6.8 in at 100 dpi, 9–10 pt text); returns what was set."
     rc = {**BOOK_RC, **{k.replace("__", "."): v for k, v in overrides.items()}}
     matplotlib.rcParams.update(rc)
+    _register_display(force=True)
     return rc
 
 
@@ -59,6 +60,34 @@ def figure_bytes(fig: Figure, fmt: str = "png8", dpi: int = DPI) -> bytes:
     img.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(out, format="png", optimize=True)
     return out.getvalue()
 
+
+def _register_display(force: bool = False):
+    """Show matplotlib Figures in IPython as palette PNGs (`figure_bytes`). Without `force`, only if nothing else
+    shows them (a user's own notebook keeps its settings); with `force` (the book, through `book_style`), over the
+    inline backend's full-colour PNG, now and after every cell (the backend re-registers itself when pyplot starts)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is None or not hasattr(ip, "display_formatter"):
+        return
+    fm = ip.display_formatter.formatters
+    if not force and any(Figure in fm[k].type_printers for k in ("image/png", "image/svg+xml", "application/pdf") if k in fm):
+        return
+
+    def use_palette(*_):
+        for k in ("image/svg+xml", "application/pdf", "image/jpeg"):
+            if k in fm:
+                fm[k].type_printers.pop(Figure, None)
+        fm["image/png"].for_type(Figure, figure_bytes)
+
+    use_palette()
+    if force and not getattr(ip, "_robbook_palette", False):
+        ip.events.register("pre_run_cell", use_palette)     # before the cell's figures are drawn and flushed
+        ip.events.register("post_execute", use_palette)     # runs before the inline backend's flush (registered later)
+        ip._robbook_palette = True
+
 # %% ../nbs/18b_plots.ipynb #ef3554ca
 def _to_numpy(x) -> np.ndarray:
     "An image batch as float numpy [N, C, H, W]: uint8 scaled to [0, 1], floats kept as they are."
@@ -90,22 +119,6 @@ def _rows(x, ncols: int, titles):
     rows = [flat[i:i + ncols] for i in range(0, n, ncols)]
     trows = [None if titles is None else list(titles[i:i + ncols]) for i in range(0, n, ncols)]
     return rows, trows
-
-
-def _register_display():
-    "Let IPython show a bare Figure (one not registered with pyplot) as a PNG, if nothing else does."
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    ip = get_ipython()
-    if ip is None or not hasattr(ip, "display_formatter"):
-        return
-    fm = ip.display_formatter.formatters
-    if any(Figure in fm[k].type_printers for k in ("image/png", "image/svg+xml", "application/pdf") if k in fm):
-        return
-    # palette PNGs (`figure_bytes`): an image grid weighs a third of a full-colour PNG, looking the same
-    fm["image/png"].for_type(Figure, figure_bytes)
 
 
 def show_images(x, titles=None, ncols: int = 8, *, row_labels: Sequence[str] = (), signed=False,

@@ -815,6 +815,8 @@ def main(argv=None) -> int:
     p_bench.add_argument("what", choices=["attacks", "train", "eval"])
     p_bench.add_argument("--device", default=None, help="cpu or cuda[:N] (train's default: the CPU, and the GPU if any)")
     p_bench.add_argument("--compile", action="store_true", help="attacks, train: also time torch.compile (CUDA graphs on a GPU)")
+    p_bench.add_argument("--n", type=int, default=None, help="eval: test points per model (default 500)")
+    p_bench.add_argument("--models", default=None, help="eval: comma-separated benchmark models")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:                 # its own parser, --help included
         from robbook.launch import cli
@@ -850,7 +852,8 @@ def main(argv=None) -> int:
         elif a.cmd == "bench":
             from robbook.bench import main as bench_main
             return bench_main([a.what] + (["--device", a.device] if a.device else [])
-                              + (["--compile"] if a.compile else []))
+                              + (["--compile"] if a.compile else [])
+                              + (["--n", str(a.n)] if a.n else []) + (["--models", a.models] if a.models else []))
     except ParameterError as e:
         print(f"robbook: {e}", file=sys.stderr)
         return 2
