@@ -383,6 +383,38 @@ def test_no_sideways_scroll_at_1280px(server, browser):
     assert not problems, f"sideways scroll at 1280 px: {problems}"
 
 
+
+_PADDING_JS = """
+const out = [];
+for (const t of document.querySelectorAll('div.cell_output table[id^="T_"]')) {
+  const c = t.querySelector('td');
+  if (!c) continue;
+  const cs = getComputedStyle(c);
+  const pad = Math.min(parseFloat(cs.paddingLeft), parseFloat(cs.paddingRight));
+  if (pad < 4) out.push(t.id + ': ' + pad + ' px');
+}
+return out;
+"""
+
+
+def test_styled_tables_keep_numbers_apart(server, browser):
+    "pandas-styled tables get at least 4 px of cell padding left and right, so neighbouring numbers never touch."
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.set_window_size(1280, 1000)
+    tight, seen = {}, 0
+    for page in run.book_pages(ROOT):
+        f = HTML / "executed" / f"{page}.html"
+        if not f.exists() or 'table id="T_' not in f.read_text():
+            continue
+        seen += 1
+        browser.get(f"{server}/executed/{page}.html")
+        WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+        bad = browser.execute_script(_PADDING_JS)
+        if bad:
+            tight[page] = bad[:5]
+    assert seen >= 3, f"expected styled tables on the chapters' pages, found them on {seen} pages"
+    assert not tight, f"styled tables with cell padding under 4 px: {tight}"
+
 # ---------- absent data: a clear dataset error at once, or "not run here" rows ----------
 
 def _run_without_data(page, params, tmp_path):
