@@ -1,0 +1,1 @@
+"""Closed forms of the four papers, one module each: tsipras, ilyas, kamath, moayeri."""
