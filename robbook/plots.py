@@ -76,18 +76,17 @@ def _register_display(force: bool = False):
     fm = ip.display_formatter.formatters
     if not force and any(Figure in fm[k].type_printers for k in ("image/png", "image/svg+xml", "application/pdf") if k in fm):
         return
+    _use_palette()
+    # the inline backend registers its own PNG printer when pyplot first starts, possibly later in a cell; after
+    # every cell (before its post_execute flush, which registers after us) ours is put back
+    if force and _use_palette not in ip.events.callbacks["post_execute"]:
+        ip.events.register("post_execute", _use_palette)
 
-    def use_palette(*_):
-        for k in ("image/svg+xml", "application/pdf", "image/jpeg"):
-            if k in fm:
-                fm[k].type_printers.pop(Figure, None)
-        fm["image/png"].for_type(Figure, figure_bytes)
 
-    use_palette()
-    if force and not getattr(ip, "_robbook_palette", False):
-        ip.events.register("pre_run_cell", use_palette)     # before the cell's figures are drawn and flushed
-        ip.events.register("post_execute", use_palette)     # runs before the inline backend's flush (registered later)
-        ip._robbook_palette = True
+def _use_palette():
+    "IPython shows Figures through `figure_bytes` (palette PNG)."
+    from IPython import get_ipython
+    get_ipython().display_formatter.formatters["image/png"].for_type(Figure, figure_bytes)
 
 # %% ../nbs/18b_plots.ipynb #ef3554ca
 def _to_numpy(x) -> np.ndarray:
