@@ -291,6 +291,47 @@ def test_profiles_side_by_side(tmp_path):
     assert good != before and json.loads(js.read_text())["provenance"]["started"] == good
 
 
+def test_page_jobs_share_the_cores_on_a_cpu_and_run_one_page_on_a_gpu():
+    assert run.page_jobs("cpu", 20, cpus=2) == (2, 1)          # two pages, one thread each
+    assert run.page_jobs("cpu", 20, cpus=16) == (4, 4)
+    assert run.page_jobs("cpu", 1, cpus=16) == (1, 16)         # never more workers than pages
+    assert run.page_jobs("cuda", 20, cpus=16) == (1, None)     # the pages would share the GPU
+    assert run.page_jobs("cpu", 20, jobs=3, cpus=16) == (3, 5)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(run.ParameterError, match="jobs must be a positive integer"):
+            run.page_jobs("cpu", 5, jobs=bad)
+
+
+def test_pages_execute_side_by_side_with_their_share_of_threads(tmp_path):
+    "Two pages in worker processes, each kernel with cores // jobs torch threads; a failing page is reported, not fatal."
+    from nbformat.v4 import new_code_cell, new_notebook
+    root = tmp_path / "book"
+    (root / "nbs").mkdir(parents=True)
+    (root / "nbs" / "intro.md").write_text("# Intro\n")
+    names = ["30_one", "31_two", "32_bad"]
+    (root / "_toc.yml").write_text("format: jb-book\nroot: executed/intro\nchapters:\n"
+                                   + "".join(f"  - file: executed/{n}\n" for n in names))
+    for n in names[:2]:
+        nbformat.write(new_notebook(cells=[new_code_cell(
+            "import os, torch\nprint('pid', os.getpid(), 'threads', torch.get_num_threads())")]), root / "nbs" / f"{n}.ipynb")
+    nbformat.write(new_notebook(cells=[new_code_cell("raise ValueError('page 32 breaks')")]), root / "nbs" / "32_bad.ipynb")
+    logs = []
+    with pytest.raises(SystemExit, match="32_bad.*page 32 breaks"):
+        run.build_book(profile="smoke", device="cpu", root=root, render=False, jobs=2, log=logs.append)
+    assert any("2 pages at a time" in l for l in logs), logs
+    want = run.page_jobs("cpu", 3, jobs=2)[1]
+    pids = set()
+    for n in names[:2]:
+        cell = [c for c in nbformat.read(root / "executed" / f"{n}.ipynb", as_version=4).cells if "threads" in c.source][0]
+        out = "".join(o.get("text", "") for o in cell.outputs)
+        pid, threads = out.split()[1], int(out.split()[3])
+        assert threads == want, (n, out)
+        pids.add(pid)
+    assert len(pids) == 2 and any("32_bad: FAILED" in l for l in logs)
+    with pytest.raises(run.ParameterError, match="jobs"):
+        run.build_book(profile="smoke", device="cpu", root=root, render=False, jobs=0, log=logs.append)
+
+
 # ---------- widgets ----------
 
 def _fig(a, b):
