@@ -474,16 +474,17 @@ def _ilyas_plan(P: dict, slots=None) -> list[dict]:
 
     def add(model, n, epochs=E, method="standard", steps=0, what=""):
         plan.append(_entry(model, n, epochs, shape, C, method, steps, SMALL_MODELS.get(model), slot=data, what=what))
-    add(src, N, what="standard source")
+    NS = max(P.get("n_source") or 0, N)          # the source models train on a superset of the n_train images
+    add(src, NS, P.get("source_epochs") or E, what="standard source")
     if not (P["checkpoint"] and data == "cifar10"):
-        add(src, N, P["adv_epochs"], "pgd", P["pgd_steps"], "robust source")
+        add(src, NS, P.get("source_adv_epochs") or P["adv_epochs"], "pgd", P["pgd_steps"], "robust source")
     n_inv, n_noise = min(P["n_inv"], N), min(P["n_inv_noise"], N)
     for n, what in ((n_inv, "D̂_NR"), (n_noise, "D̂_NR (noise)"), (n_inv, "D̂_R"), (n_noise, "D̂_R (noise)")):
         add(mod, n, what=what)
     for w in ("standard", "robust"):
         for kind in ("rand", "det"):
             add(mod, N, what=f"D̂_{kind} from the {w} source")
-    if mod != src:
+    if mod != src or NS != N:
         add(mod, N, what="D")
     other = [a for a in P["transfer_models"] if a not in ("linear", src)]
     if other:                              # Sec. 3.1: another architecture trained on D̂_R and D̂_NR

@@ -275,6 +275,9 @@ _ilyas_common = {
     "fig4_kappas": [4.0, 25.0, 100.0], "fig4_eps": [0.0, 0.1, 0.2, 0.5, 1.0, 3.0],
     "eps_train": 0.5, "eps_eval": [0.25, 0.5], "eps_pgd": 0.5, "det_step_size": 0.1,
     "released_dir": None, "checkpoint": None, "checkpoint_arch": "resnet50",
+    # the two source models train on n_source images (None: the n_train of every other model), for source_epochs /
+    # source_adv_epochs (None: epochs / adv_epochs); eval_queries: Square queries of evaluate_robust (None: the version's)
+    "n_source": None, "source_epochs": None, "source_adv_epochs": None, "eval_queries": None,
     "l2_scale": None, "target_success": None, **_ilyas_rimagenet,
 }
 register("ilyas", {
@@ -291,11 +294,16 @@ register("ilyas", {
     # n_inv_noise 300 x 100 steps) took 5-7 min on 2 cores. Verdicts now carry bootstrap intervals: n_test 2000 and
     # n_robust 500 (was 1000 / 100, +-10 % on a robust accuracy), n_train 2000 and 6 epochs (was 1200 / 5: 73 % clean).
     # Not smaller: with n_train 1000 and 4 epochs the standard model is weaker, calibration needs eps_pgd = 6, and adversarial training at 6 collapses to chance.
+    # The source models train on 20,000 images (3 epochs standard, 1 epoch PGD): on the 2,000 images of the new datasets
+    # the standard source reached 73.8 %, 16 points under what its architecture reaches (issue #18), which made every row
+    # resting on it inconclusive. Square gets 300 queries, as in the other chapters (1,000 took ~half of Table 7's time);
+    # Figure 8's PGD runs 10, 30 and 100 steps (was up to 200): the plateau shows by 100 and it halves the section's time.
     "smoke": {**_ilyas_common, "mc_samples": 5000, "at_samples": 5000, "l2_scale": 4.0, "target_success": 0.9,
               "dataset": "fashion_mnist", "n_train": 2000, "n_test": 2000, "n_robust": 500, "eval_version": "fast",
+              "n_source": 20_000, "source_epochs": 3, "source_adv_epochs": 1, "eval_queries": 300,
               "source_model": "kamath_stdcnn", "model": "kamath_stdcnn",
               "transfer_models": ["linear", "kamath_stdcnn", "kamath_gcnn", "mnist_cnn"],
-              "epochs": 6, "adv_epochs": 5, "batch_size": 64, "lr": 0.002, "pgd_steps": 5, "d2_steps": [10, 50, 200],
+              "epochs": 6, "adv_epochs": 5, "batch_size": 64, "lr": 0.002, "pgd_steps": 5, "d2_steps": [10, 30, 100],
               "det_steps": 10, "det_step_size": 0.2, "n_inv": 600, "inv_steps": 30, "inv_noise_steps": 60,
               "inv_step_size": 1.0, "n_inv_noise": 150,
               "rimagenet_model": "imagenet_resnet18", "rimagenet_image_size": 64, "rimagenet_n_train": 1000,
