@@ -15,7 +15,8 @@ setup(
     python_requires=">=" + c["min_python"],
     packages=find_packages(include=["robbook", "robbook.*"]),
     install_requires=c["requirements"].split(),
-    extras_require={"dev": c["dev_requirements"].split()},
+    # `pip install robbook` is the library; `robbook[book]` adds the chapters' and the book's packages
+    extras_require={"book": c["book_requirements"].split(), "dev": c["dev_requirements"].split()},
     entry_points={"console_scripts": ["robbook=robbook.run:main"], "nbdev": ["robbook=robbook._modidx:d"]},
     include_package_data=True,
     zip_safe=False,

@@ -20,7 +20,8 @@ from typing import Any, Mapping
 import numpy as np
 
 # %% auto #0
-__all__ = ['COMMON_PARAMS', 'RUN_LOCATIONS', 'ParameterError', 'Config', 'resolve', 'resolve_from', 'run_overrides', 'run_name',
+__all__ = ['COMMON_PARAMS', 'PARAM_RULES', 'NORM_ALIASES', 'RUN_LOCATIONS', 'ParameterError', 'Config', 'param_rule',
+           'canonical_norm', 'resolve', 'resolve_from', 'injected_parameters', 'run_overrides', 'run_name',
            'get_device', 'seed_everything', 'repo_root', 'results_path', 'cache_dir', 'provenance', 'record_training',
            'training_count', 'trained_since', 'start_run', 'finish_run']
 
@@ -84,6 +85,65 @@ def _check_type(name: str, value, reference, choices=None) -> Any:
         return list(value)
     return value
 
+
+# Value rules of chapter parameters, by name (a regular expression on the parameter's name): the first
+# rule that matches applies, to the value or to every item of a list. None (the profile's value) passes.
+PARAM_RULES: list[tuple[str, str]] = [
+    (r"(^|_)(epochs|steps|batch_size|samples|draws|queries|sizes|nproc|nnodes)$|(^|_)n(_|$)", "int>=1"),
+    (r"(^|_)eps(_|$)|(^|_)(lr|step_size)$|(^|_)sigma(s)?(_|$)", "number>=0"),
+    (r"^seed$", "int>=0"),
+]
+_RULE_TESTS = {
+    "int>=1": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+    "int>=0": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "number>=0": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v >= 0,
+                  "a number >= 0"),
+}
+
+
+def param_rule(name: str) -> str | None:
+    "The value rule of `PARAM_RULES` that parameter `name` obeys (e.g. 'int>=1' for `epochs`), or None."
+    return next((rule for pattern, rule in PARAM_RULES if re.search(pattern, name)), None)
+
+
+def _check_rule(name: str, value) -> None:
+    "Raise `ParameterError` when `value` (or an item of it, for a list) breaks the rule of `name`."
+    rule = param_rule(name)
+    if rule is None or value is None:
+        return
+    ok, what = _RULE_TESTS[rule]
+    items = value if isinstance(value, (list, tuple)) else [value]
+    bad = [v for v in items if v is not None and not ok(v)]
+    if bad:
+        where = f"item {bad[0]!r} of {value!r}" if isinstance(value, (list, tuple)) else repr(value)
+        raise ParameterError(f"parameter {name!r}: {where} is not allowed; allowed values: "
+                             f"{what}{' (each item)' if isinstance(value, (list, tuple)) else ''}")
+
+# %% ../nbs/10_config.ipynb #d35967b5
+# The names of the threat-model norms, and every alias robbook accepts for them (case does not matter):
+# one table for `robbook.train.TrainConfig`, its `eval_attack`, and whatever else takes a norm name.
+NORM_ALIASES: dict[str, str] = {
+    "linf": "linf", "inf": "linf", "l_inf": "linf", "l-inf": "linf", "linfty": "linf", "infinity": "linf",
+    "∞": "linf", "l∞": "linf", "ℓ∞": "linf",
+    "l2": "l2", "2": "l2", "l_2": "l2", "ℓ2": "l2",
+    "l1": "l1", "1": "l1", "l_1": "l1", "ℓ1": "l1",
+}
+
+
+def canonical_norm(norm) -> str:
+    """The canonical name (`linf`, `l2` or `l1`) of a norm given as any alias of `NORM_ALIASES` ('inf', 'Linf',
+    'L2', 2, float('inf'), ...); `ParameterError` for anything else."""
+    key = norm
+    if isinstance(norm, (int, float)) and not isinstance(norm, bool):
+        key = "inf" if norm == float("inf") else f"{norm:g}"          # 2 -> "2", 2.0 -> "2"
+    if isinstance(key, str) and key.strip().lower() in NORM_ALIASES:
+        return NORM_ALIASES[key.strip().lower()]
+    import difflib
+    near = difflib.get_close_matches(str(norm).lower(), list(NORM_ALIASES), n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise ParameterError(f"norm {norm!r} is not allowed{hint}; allowed values: {sorted(set(NORM_ALIASES.values()))}"
+                         f" or an alias of them: {list(NORM_ALIASES)}")
+
 # %% ../nbs/10_config.ipynb #ed3a08fa
 def resolve(chapter: str, profile: str = "smoke", **params) -> Config:
     """Merge `params` over the `profile` of `chapter`; fail early, naming the bad parameter.
@@ -101,7 +161,10 @@ def resolve(chapter: str, profile: str = "smoke", **params) -> Config:
     allowed = set(COMMON_PARAMS) | set(base)
     unknown = sorted(set(params) - allowed)
     if unknown:
-        raise ParameterError(f"unknown parameter(s) {unknown} for chapter {chapter!r}; "
+        import difflib
+        near = {u: difflib.get_close_matches(u, sorted(allowed), n=1) for u in unknown}
+        hint = "; ".join(f"{u!r}: did you mean {m[0]!r}?" for u, m in near.items() if m)
+        raise ParameterError(f"unknown parameter(s) {unknown} for chapter {chapter!r}{' (' + hint + ')' if hint else ''}; "
                              f"allowed parameters: {sorted(allowed - {'profile'})}")
     cfg = Config(chapter=chapter, profile=profile)
     choices = CHOICES.get(chapter, {})
@@ -116,9 +179,12 @@ def resolve(chapter: str, profile: str = "smoke", **params) -> Config:
     for k in ("data_root", "results_dir"):
         if cfg[k] is not None and not isinstance(cfg[k], (str, os.PathLike)):
             raise ParameterError(f"parameter {k!r}: expected a path (str), got {cfg[k]!r}")
+    _check_rule("seed", cfg.seed)
     for k, ref in base.items():
         v = params.get(k)
         cfg[k] = _check_type(k, ref if v is None else v, ref, choices.get(k))
+        if k not in choices:
+            _check_rule(k, cfg[k])
     return cfg
 
 
@@ -132,7 +198,23 @@ def resolve_from(namespace: Mapping[str, Any], chapter: str) -> Config:
     for p in PROFILES.get(chapter, {}).values():
         keys |= set(p)
     params = {k: namespace[k] for k in keys if k in namespace}
+    params.update({k: namespace.get(k) for k in injected_parameters(namespace)})   # unknown ones raise in resolve
     return resolve(chapter, **params)
+
+
+def injected_parameters(namespace: Mapping[str, Any]) -> list[str]:
+    """The names papermill injected into this kernel (its `# Parameters` cell, found in IPython's input history
+    `In`), so that `resolve_from` rejects an unknown `-p name value` as `robbook run` does; [] outside papermill."""
+    import ast
+    history = namespace.get("In") or namespace.get("_ih") or []
+    cells = [s for s in history if isinstance(s, str) and s.lstrip().startswith("# Parameters\n")]
+    if not cells:
+        return []
+    try:
+        tree = ast.parse(cells[-1])
+    except SyntaxError:
+        return []
+    return [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)]
 
 # %% ../nbs/10_config.ipynb #fd082952
 RUN_LOCATIONS = ("data_root", "results_dir")   # where things are, not what runs: no part of a run's name
@@ -335,7 +417,11 @@ def _provenance_html(prov: dict, title: str) -> str:
 
 
 def _show_provenance(prov: dict, title: str):
-    from IPython.display import HTML, display
+    try:
+        from IPython.display import HTML, display
+    except ImportError:                             # a library install without Jupyter: plain text
+        print(title + ": " + ", ".join(f"{k}={_short(v)}" for k, v in prov.items() if k != "parameters"))
+        return
     display(HTML(_provenance_html(prov, title)))
 
 

@@ -53,6 +53,10 @@ class ImageData:
         if isinstance(self.y, np.ndarray): self.y = torch.from_numpy(self.y)
         if self.x.dtype != torch.uint8 or self.x.dim() != 4:
             raise ValueError(f"ImageData.x must be uint8 [N, C, H, W], got {self.x.dtype} {tuple(self.x.shape)}")
+        if self.y.is_floating_point() and not bool(torch.all(self.y == self.y.round())):
+            bad = self.y[self.y != self.y.round()][0].item()
+            raise ValueError(f"ImageData.y must hold whole-number class labels, got {self.y.dtype} with {bad!r}; "
+                             "allowed values: integer class indices in [0, number of classes)")
         self.y = self.y.to(torch.int64)
         if self.y.dim() != 1 or len(self.y) != len(self.x):
             raise ValueError(f"ImageData.y must be [N] = [{len(self.x)}], got {tuple(self.y.shape)}")

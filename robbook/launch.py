@@ -148,6 +148,9 @@ def make_job(cfg, train_spec: dict, *, val_spec: dict | None = None, eval_attack
     cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg.validate()
     if eval_attack is not None and not isinstance(eval_attack, dict):
         raise _bad("eval_attack", eval_attack, "None or a dict {'name': 'pgd'|'fgsm', **settings} (a job file is JSON)")
+    if eval_attack is not None:
+        from robbook.train import _eval_attack
+        _eval_attack(eval_attack)        # name, norm and keyword arguments checked here, not in the launched job
     return {"config": cfg.to_dict(), "train_data": check_spec(train_spec),
             "val_data": None if val_spec is None else check_spec(val_spec), "eval_attack": eval_attack,
             "cache_dir": None if cache_dir is None else str(Path(cache_dir).resolve()), "device": str(device),

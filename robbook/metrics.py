@@ -364,7 +364,11 @@ def invariance_profile(model, data, grid: Sequence[float], *, kind: str = "rotat
 
 def plot_profile(profile: Mapping, y: str | None = None, *, ax=None, label: str | None = None, **kw):
     "Plot a robustness profile (`y` defaults to 1 - fooling rate) or an invariance profile (`y`: invariance)."
-    import matplotlib.pyplot as plt
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise ImportError("plot_profile needs matplotlib, which `pip install robbook` leaves out; "
+                          "install the book extra: pip install 'robbook[book]'") from e
     ax = ax or plt.gca()
     if "eps" in profile:
         xk, y, xlabel = "eps", y or "one_minus_fooling_rate", r"$\epsilon$"

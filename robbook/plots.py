@@ -7,9 +7,14 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import matplotlib
 import numpy as np
-from matplotlib.figure import Figure
+
+try:
+    import matplotlib
+    from matplotlib.figure import Figure
+except ImportError as e:   # the library install leaves the book's packages out
+    raise ImportError("robbook.plots needs matplotlib, which `pip install robbook` leaves out; "
+                      "install the book extra: pip install 'robbook[book]'") from e
 
 COLUMN_IN = 6.8  # width of the book's text column in inches (at DPI: about 680 px)
 DPI = 100        # figures are drawn at the size they are shown: one figure pixel per screen pixel

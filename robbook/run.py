@@ -941,18 +941,33 @@ def _print_estimates(chapter: str, profs: dict) -> None:
 
 
 def _list(root=None):
+    """Print the chapters with their profiles and parameters: in the book's order inside a checkout (or `root`),
+    else those of the installed package (a pip install has the profiles, not the notebooks)."""
     from robbook.profiles import PROFILES
-    for p in book_pages(root):
+    r = Path(root) if root else repo_root()
+    if r is None or not (r / "_toc.yml").exists():
+        if root:
+            _root(root)                     # an explicit --root that is no checkout: say so
+        print(f"robbook {__import__('robbook').__version__} (installed, no checkout here): chapters, profiles and "
+              "parameters.\nTo run a chapter: clone the robbook repository, `pip install -e '.[book]'`, then "
+              "`python -m robbook run <chapter> -p NAME VALUE` inside it.")
+        for c in (c for c in PROFILES if c != "demo"):
+            _list_chapter(c, PROFILES[c], "")
+        return
+    for p in book_pages(r):
         c = chapter_name(p)
         if c in PROFILES:
-            profs = PROFILES[c]
-            print(f"{c}  (nbs/{p}.ipynb)  profiles: {', '.join(profs)}")
-            _print_estimates(c, profs)
-            for k, v in next(iter(profs.values())).items():
-                vals = " | ".join(f"{n}={profs[n][k]!r}" for n in profs)
-                print(f"    {k}: {vals}")
+            _list_chapter(c, PROFILES[c], f"  (nbs/{p}.ipynb)")
         else:
             print(f"{c}  (library page nbs/{p})")
+
+
+def _list_chapter(c: str, profs: dict, where: str) -> None:
+    print(f"{c}{where}  profiles: {', '.join(profs)}")
+    _print_estimates(c, profs)
+    for k in next(iter(profs.values())):
+        vals = " | ".join(f"{n}={profs[n][k]!r}" for n in profs)
+        print(f"    {k}: {vals}")
 
 def _list_runs(root=None, chapter=None):
     "Print every kept run of each chapter: name, status, claims checked, when, and which one the book shows."

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import difflib
 import functools
 import hashlib
 import importlib
@@ -28,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ParameterError, get_device, record_training, seed_everything
+from .config import NORM_ALIASES, ParameterError, canonical_norm, get_device, record_training, seed_everything
 from .config import cache_dir as default_cache_dir
 
 # %% auto #0
@@ -87,44 +88,51 @@ class TrainConfig:
     """Everything that determines a training run (and its cache key), JSON-serialisable.
 
     Validated on construction (`validate()`); `train` re-checks it against the data."""
-    # model
-    model: str = "mnist_cnn"                 # a name of robbook.models.MODELS
-    model_kwargs: dict = field(default_factory=dict)   # extra build_model arguments (input_size is inferred)
-    num_classes: int = 10
-    # length and batches
-    epochs: int = 1
-    batch_size: int = 128                    # global batch size (split over DDP processes)
-    # optimiser
-    optimizer: str = "sgd"                   # "sgd" or "adam"
-    lr: float = 0.1                          # peak learning rate
-    momentum: float = 0.9                    # SGD momentum (Adam: beta1 stays 0.9)
-    weight_decay: float = 5e-4
-    nesterov: bool = False
-    # learning-rate schedule, as a function of the fractional epoch t
-    schedule: str = "constant"               # constant | step | piecewise | onecycle | cosine
-    milestones: list = field(default_factory=list)   # step: epochs where lr *= gamma
-    gamma: float = 0.1
-    lr_points: list = field(default_factory=list)    # piecewise: [[epoch, multiplier], ...], linear in between
-    pct_start: float = 0.4                   # onecycle: peak at pct_start * epochs, linear up and down
-    warmup_epochs: float = 0.0               # linear warm-up from 0, on top of any schedule
-    # objective and its attack
-    method: str = "standard"                 # standard | pgd | trades | half_half
-    norm: str = "linf"                       # linf | l2 | l1
-    eps: float = 0.0
-    alpha: float | None = None               # step size; None = 2.5 * eps / steps
-    steps: int = 10
-    random_start: bool = True
-    attack_bn: str = "eval"                  # BatchNorm mode while generating attacks: eval | train
-    beta: float = 6.0                        # TRADES weight
-    # data augmentation (robbook.transforms.make_augment)
-    augment: str | None = None
-    augment_kwargs: dict = field(default_factory=dict)
-    # performance and reproducibility
+    # Every field, with its allowed values (checked by `validate`). Build one from keywords or from a dict
+    # (`TrainConfig.from_dict`, or pass the dict to `train`).
+    # --- model
+    model: str = "mnist_cnn"                 # a name of robbook.models.MODELS ("mnist_cnn", "resnet18", ...)
+    model_kwargs: dict = field(default_factory=dict)   # extra build_model keyword arguments, JSON values
+                                             # (not num_classes / in_channels; input_size is inferred from the data)
+    num_classes: int = 10                    # integer >= 2; labels must lie in [0, num_classes)
+    # --- length and batches
+    epochs: int = 1                          # integer >= 1
+    batch_size: int = 128                    # integer >= 1, <= the training set; the global batch (split over DDP processes)
+    # --- optimiser
+    optimizer: str = "sgd"                   # "sgd" | "adam"
+    lr: float = 0.1                          # peak learning rate, > 0
+    momentum: float = 0.9                    # SGD momentum in [0, 1) (Adam: beta1 stays 0.9)
+    weight_decay: float = 5e-4               # >= 0
+    nesterov: bool = False                   # True needs optimizer="sgd" and momentum > 0
+    # --- learning-rate schedule, as a function of the fractional epoch t
+    schedule: str = "constant"               # "constant" | "step" | "piecewise" | "onecycle" | "cosine"
+    milestones: list = field(default_factory=list)   # step: increasing epochs in [0, epochs] where lr *= gamma
+    gamma: float = 0.1                       # step: the factor, > 0
+    lr_points: list = field(default_factory=list)    # piecewise: >= 2 [epoch, multiplier >= 0] pairs, epochs
+                                             # increasing, linear in between
+    pct_start: float = 0.4                   # onecycle: in (0, 1); peak at pct_start * epochs, linear up and down
+    warmup_epochs: float = 0.0               # in [0, epochs]: linear warm-up from 0, on top of any schedule
+    # --- objective and its attack
+    method: str = "standard"                 # "standard" | "pgd" (Madry) | "trades" | "half_half" (clean + PGD)
+    norm: str = "linf"                       # "linf" | "l2" | "l1", or an alias of robbook.config.NORM_ALIASES
+                                             # ("inf", "Linf", "L2", 2, ...), stored as its canonical name
+    eps: float = 0.0                         # attack budget in the unit of the [0, 1] images: > 0 for pgd, trades
+                                             # and half_half (0 for standard); linf: <= 1 (8/255, not 8)
+    alpha: float | None = None               # attack step size > 0; None = 2.5 * eps / steps
+    steps: int = 10                          # attack steps, integer >= 1
+    random_start: bool = True                # start the attack at a random point of the eps-ball
+    attack_bn: str = "eval"                  # BatchNorm mode while generating attacks: "eval" | "train"
+    beta: float = 6.0                        # TRADES weight, >= 0
+    # --- data augmentation (robbook.transforms.make_augment)
+    augment: str | None = None               # None | a name of robbook.transforms.AUGMENTS ("crop_flip", "flip",
+                                             # "rotate", "translate", "rotate_translate")
+    augment_kwargs: dict = field(default_factory=dict)   # that augmentation's settings ({} when augment is None)
+    # --- performance and reproducibility
     amp: bool = False                        # bf16 autocast, on CUDA only
     channels_last: bool = True               # on CUDA only
     compile: bool = False                    # torch.compile the training forward (same result within tolerance)
     deterministic: bool = False              # CUDA: deterministic kernels, no cuDNN autotuning (CPU always is)
-    seed: int = 0
+    seed: int = 0                            # integer in [0, 2**63)
 
     def __post_init__(self):
         self.validate()
@@ -141,7 +149,9 @@ class TrainConfig:
         known = [f.name for f in dataclasses.fields(cls)]
         bad = sorted(set(d) - set(known))
         if bad:
-            raise TrainConfigError(bad[0], d[bad[0]], known, "unknown field")
+            near = difflib.get_close_matches(bad[0], known, n=1)
+            raise TrainConfigError(bad[0], d[bad[0]], known,
+                                   "unknown field" + (f"; did you mean {near[0]!r}?" if near else ""))
         return cls(**d)
 
     def replace(self, **kw) -> "TrainConfig":
@@ -229,10 +239,17 @@ class TrainConfig:
             bad("pct_start", "a number in (0, 1)")
         num("warmup_epochs", 0, self.epochs)
         choice("method", METHODS)
+        try:
+            self.norm = canonical_norm(self.norm)
+        except ParameterError:
+            bad("norm", norm_names(), f"or an alias of robbook.config.NORM_ALIASES: {list(NORM_ALIASES)}")
         choice("norm", norm_names())
         num("eps", 0, 1 if self.norm == "linf" else None,
             allowed="a finite number in [0, 1] for linf (images live in [0, 1])" if self.norm == "linf"
             else "a finite number >= 0 (and <= sqrt(d) for l2, <= d for l1, d = C*H*W)")
+        if self.method in ADVERSARIAL and self.eps == 0:
+            bad("eps", "a number > 0", f"method={self.method!r} trains against an attack of budget eps; "
+                                       "eps = 0 would be standard training at (steps + 1) times the cost")
         if self.alpha is not None:
             num("alpha", 0, lo_open=True, allowed="None (2.5 * eps / steps) or a number > 0")
         integer("steps", 1)
@@ -258,6 +275,41 @@ class TrainConfig:
         if not _is_int(self.seed) or not 0 <= self.seed < 2**63:
             bad("seed", "an integer in [0, 2**63)")
         return self
+
+# %% ../nbs/16_train.ipynb #1a701485
+def _field_comments(cls) -> dict[str, str]:
+    """The comment of each dataclass field, read from its declaration (with the deeper-indented comment lines
+    that continue it); {} when the source is not available."""
+    import inspect
+    import re
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    names, out, last = {f.name for f in dataclasses.fields(cls)}, {}, None
+    for line in lines:
+        m = re.match(r"    (\w+)\s*:[^#]*#\s*(.*)$", line)
+        if m and m.group(1) in names:
+            last, out[m.group(1)] = m.group(1), m.group(2).strip()
+        elif last and re.match(r"\s{5,}#", line):
+            out[last] += " " + line.strip().lstrip("#").strip()
+        else:
+            last = None
+    return out
+
+
+def _fields_doc(cls) -> str:
+    "A 'Fields' section for `cls.__doc__`: name, default and the declaration's comment, so `help()` shows them."
+    notes = _field_comments(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append(f"    - {f.name} = {default!r}: {notes.get(f.name, '')}".rstrip(": "))
+    return "\n\n    Fields (default: allowed values):\n" + "\n".join(rows) if notes else ""
+
+
+TrainConfig.__doc__ += _fields_doc(TrainConfig)
+
 
 # %% ../nbs/16_train.ipynb #7f8f7785
 def lr_at(cfg: TrainConfig, t: float) -> float:
@@ -672,7 +724,14 @@ def _check_data(cfg: TrainConfig, data, world_size: int, what: str = "train_data
         if cfg.batch_size % world_size:
             raise TrainConfigError("batch_size", cfg.batch_size, f"a multiple of the {world_size} processes",
                                    "the global batch is split evenly over DDP processes")
-    if n and (int(data.y.min()) < 0 or int(data.y.max()) >= cfg.num_classes):
+    y = getattr(data, "y", None)
+    if isinstance(y, torch.Tensor) and (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool):
+        raise TrainConfigError(what, f"labels of dtype {y.dtype}", "integer class labels (int64) in "
+                               f"[0, {cfg.num_classes})", "convert whole-number labels with y.long()", owner="train()")
+    if n and int(data.y.min()) < 0:
+        raise TrainConfigError(what, f"a label {int(data.y.min())}", f"class labels in [0, {cfg.num_classes})",
+                               "labels are class indices, never negative", owner="train()")
+    if n and int(data.y.max()) >= cfg.num_classes:
         raise TrainConfigError("num_classes", cfg.num_classes, f"an integer > {int(data.y.max())}",
                                f"{what} has labels in [{int(data.y.min())}, {int(data.y.max())}]")
     d = int(np.prod(data.shape))
@@ -680,6 +739,27 @@ def _check_data(cfg: TrainConfig, data, world_size: int, what: str = "train_data
     if limit is not None and cfg.eps > limit:
         raise TrainConfigError("eps", cfg.eps, f"[0, {limit:.4g}] for {cfg.norm} on images of "
                                f"shape {tuple(data.shape)}", "larger than the diameter of the image box")
+
+
+def _check_attack_kwargs(name: str, fn: Callable, spec: dict) -> None:
+    """`eval_attack={"name": name, **spec}`: every key of `spec` must be a keyword of the attack `fn` (other than
+    model, x, y) and its required ones present, checked before any training (with "did you mean" for a typo)."""
+    import inspect
+    params = inspect.signature(fn).parameters
+    allowed = [p for p in params if p not in ("model", "x", "y")
+               and params[p].kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    for k in spec:
+        if k not in allowed:
+            near = difflib.get_close_matches(k, allowed, n=1)
+            raise TrainConfigError("eval_attack", {"name": name, **spec}, f"keyword arguments of robbook.attacks."
+                                   f"{name}: {allowed}", f"{name}() has no argument {k!r}"
+                                   + (f"; did you mean {near[0]!r}?" if near else ""), owner="train()")
+    missing = [p for p in allowed if params[p].default is inspect.Parameter.empty and p not in spec]
+    if missing:
+        raise TrainConfigError("eval_attack", {"name": name, **spec}, f"a dict with {missing}",
+                               f"robbook.attacks.{name} needs {missing}", owner="train()")
+    if "eps" in spec and not (_is_num(spec["eps"]) and spec["eps"] >= 0):
+        raise TrainConfigError("eval_attack", {"name": name, **spec}, "eps a finite number >= 0", owner="train()")
 
 
 def _eval_attack(attack):
@@ -694,9 +774,15 @@ def _eval_attack(attack):
             raise TrainConfigError("eval_attack", name, list(EVAL_ATTACKS),
                                    "give a dict {'name': ..., **kwargs} or a callable attack(model, x, y)",
                                    owner="train()")
-        if "norm" in spec and spec["norm"] not in norm_names():
-            raise TrainConfigError("eval_attack", spec["norm"], norm_names(), "unknown norm", owner="train()")
-        return functools.partial(getattr(attacks, name), **spec), _describe_attack({"name": name, **spec})
+        if "norm" in spec:
+            try:
+                spec["norm"] = canonical_norm(spec["norm"])
+            except ParameterError:
+                raise TrainConfigError("eval_attack", spec["norm"], norm_names(), "unknown norm; aliases: "
+                                       f"{list(NORM_ALIASES)}", owner="train()") from None
+        fn = getattr(attacks, name)
+        _check_attack_kwargs(name, fn, spec)
+        return functools.partial(fn, **spec), _describe_attack({"name": name, **spec})
     if callable(attack):
         return attack, _describe_attack(attack)          # refuses lambdas and closures
     raise TrainConfigError("eval_attack", attack, _ATTACK_ALLOWED, owner="train()")
@@ -962,7 +1048,10 @@ def train(cfg: TrainConfig | dict, train_data, *, val_data=None, device: str = "
     - `cache_dir`: the cache folder (default `robbook.config.cache_dir()`).
     - `eval_attack`: evaluated on `val_data` after each epoch: a dict such as
       `{"name": "pgd", "eps": 0.1, "steps": 10}`, or a `functools.partial` of a module-level attack.
-    Returns a `TrainResult`; see the sections above for the cache, resume and DDP semantics.
+    - `cfg`: a `TrainConfig`, or a dict of its fields (`{"method": "pgd", "eps": 0.1}`).
+    Everything is checked before any work. Returns a `TrainResult`: a second call with the same config and data
+    loads the cached model, an interrupted run resumes from its last epoch's checkpoint, and under torchrun
+    the processes train one model with DDP.
 
     >>> r = train(TrainConfig(model="mnist_cnn", method="pgd", eps=0.3), "mnist", val_data="mnist")"""
     # ---- checks (no training before all pass) --------------------------------------------
@@ -1023,25 +1112,42 @@ def train(cfg: TrainConfig | dict, train_data, *, val_data=None, device: str = "
 
         if rank == 0:
             path.mkdir(parents=True, exist_ok=True)
-        with _entry_lock(path, rank == 0):
-            decision = _inspect_entry(path, key, model) if rank == 0 else None
-            decision = _broadcast(decision)
-            if decision["state"] == "complete":
-                if rank != 0:
-                    _load_complete(path, key, model)
-                model.eval()
-                _barrier()
-                result = TrainResult(model, decision["history"], key, path, True, 0)
-            else:
-                run = _Run(cfg, model, dev, amp_ctx, path, key, rank, world, progress, sync_bn, shape)
-                result = _train_loop(run, train_data, val_data, attack_fn, decision, augment, eval_attack,
-                                     num_workers)
+        try:
+            with _entry_lock(path, rank == 0):
+                decision = _inspect_entry(path, key, model) if rank == 0 else None
+                decision = _broadcast(decision)
+                if decision["state"] == "complete":
+                    if rank != 0:
+                        _load_complete(path, key, model)
+                    model.eval()
+                    _barrier()
+                    result = TrainResult(model, decision["history"], key, path, True, 0)
+                else:
+                    run = _Run(cfg, model, dev, amp_ctx, path, key, rank, world, progress, sync_bn, shape)
+                    result = _train_loop(run, train_data, val_data, attack_fn, decision, augment, eval_attack,
+                                         num_workers)
+        except BaseException:
+            if rank == 0:
+                _drop_unusable_entry(path)   # a run that failed before its first checkpoint leaves no folder
+            raise
         _barrier()
     if rank == 0:
         record_training(training_record(cfg, result, len(train_data), shape, time.perf_counter() - t_start, world))
     return result
 
 # %% ../nbs/16_train.ipynb #de1539ec
+def _drop_unusable_entry(path: Path) -> None:
+    "Remove a cache entry that holds nothing a later call could use (no checkpoint, no finished model)."
+    if any((path / p).exists() for p in ("checkpoint.pt", "COMPLETE", "model.pt", "result.json")):
+        return
+    for p in ("config.json", "history.jsonl", ".lock"):
+        (path / p).unlink(missing_ok=True)
+    try:
+        path.rmdir()
+    except OSError:
+        pass                                        # something else is in it: leave it
+
+
 def _channels_last_ok(model: nn.Module) -> bool:
     "channels_last applies to 4-D weights only: a model with 5-D ones (the P4 group convolutions) stays as it is."
     return all(t.dim() != 5 for t in model.parameters())
@@ -1066,6 +1172,7 @@ class _Run:
 def _start_entry(run: _Run, train_data, val_data, eval_attack, decision, opt, loader) -> tuple[list, int]:
     "Write a fresh entry's `config.json`, or load the checkpoint to resume; returns `(history, start epoch)`."
     if run.rank == 0 and decision["state"] == "fresh":
+        run.path.mkdir(parents=True, exist_ok=True)   # a failed run waited on may have removed it
         meta = {"key": run.key, "config": run.cfg.to_dict(), "train_data": train_data.fingerprint(),
                 "val_data": None if val_data is None else val_data.fingerprint(),
                 "eval_attack": _describe_attack(eval_attack), "code_version": code_version(),

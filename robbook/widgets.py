@@ -8,7 +8,11 @@ import itertools
 import os
 from typing import Any, Callable, Mapping, Sequence
 
-import ipywidgets as W
+try:
+    import ipywidgets as W
+except ImportError as e:   # the library install leaves the book's packages out
+    raise ImportError("robbook.widgets needs ipywidgets, which `pip install robbook` leaves out; "
+                      "install the book extra: pip install 'robbook[book]'") from e
 
 from .plots import FRAME_FORMAT, figure_bytes
 

@@ -36,10 +36,10 @@ if [ ! -x .venv/bin/python ]; then
   $PY -m venv .venv
 fi
 if [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
-  say "installing Python packages (torch first, then robbook[dev]); this takes a few minutes"
+  say "installing Python packages (torch first, then robbook[book,dev]); this takes a few minutes"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -m pip install -q ${ROBBOOK_TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1} 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -m pip install -q -e ".[book,dev]" 2>&1 | grep -v '^WARNING: Location' || true
   # torchattacks is only a test oracle; its requests pin conflicts with Jupyter, so no deps.
   .venv/bin/python -m pip install -q --no-deps torchattacks==3.5.1 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -c "import torch, torchvision, robbook, nbdev, papermill, jupyter_book, torchattacks" \

@@ -92,6 +92,13 @@ def test_data_specs(tmp_path):
         L.load_data({"kind": "restricted_imagenet", "root": str(tmp_path / "nowhere")})
 
 
+def test_make_job_checks_the_eval_attack_before_launching():
+    spec = {"kind": "load", "name": "fashion_mnist", "split": "train"}
+    with pytest.raises(T.TrainConfigError, match="did you mean 'eps'"):
+        L.make_job(TrainConfig(model="linear", num_classes=4), spec, val_spec=spec, eval_attack={"name": "pgd", "epz": 0.1})
+    assert L.make_job(TrainConfig(model="linear", num_classes=4), spec, eval_attack={"name": "fgsm", "eps": 0.1})
+
+
 def test_train_command_in_one_process(tmp_path):
     "`python -m robbook train CONFIG.json --data SPEC`: one model into the cache, found again by train()."
     root = write_folder(tmp_path / "f", easy_data(64, 0))

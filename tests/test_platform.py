@@ -188,6 +188,66 @@ def test_cli_rejects_bad_profile_and_type_for_each_chapter(chapter):
     assert r.returncode == 2 and f"'{key}'" in r.stderr
 
 
+def test_value_rules_reject_senseless_overrides_and_pass_every_profile():
+    for chapter, profs in profiles.PROFILES.items():
+        for prof in profs:
+            config.resolve(chapter, prof)                        # every profile value obeys PARAM_RULES
+    assert config.param_rule("epochs") == config.param_rule("cs_epochs") == config.param_rule("n_train") == "int>=1"
+    assert config.param_rule("eps_grid") == config.param_rule("cifar10_eps_l2") == "number>=0"
+    for chapter, kw, fragment in [("kamath", {"epochs": -1}, "'epochs': -1"), ("kamath", {"epochs": 0}, "'epochs': 0"),
+                                  ("moayeri", {"eps_grid": [0.1, -1.0]}, "item -1.0"),
+                                  ("moayeri", {"cs_n_train": 0}, "integer >= 1"), ("demo", {"eps": -0.1}, "'eps'"),
+                                  ("demo", {"seed": -3}, "'seed'")]:
+        with pytest.raises(ParameterError, match="allowed values") as e:
+            config.resolve(chapter, **kw)
+        assert fragment in str(e.value), str(e.value)
+    with pytest.raises(ParameterError, match=r"did you mean 'eps_grid'"):
+        config.resolve("moayeri", epsgrid=[0.1])
+
+
+def test_resolve_from_rejects_what_papermill_injected_beyond_the_chapter():
+    injected = '# Parameters\nepsgrid = "notalist"\nn = 5\n'
+    ns = {"In": ["", "profile = 'smoke'", injected], "n": 5, "epsgrid": "notalist"}
+    with pytest.raises(ParameterError, match=r"unknown parameter\(s\) \['epsgrid'\] for chapter 'demo'"):
+        config.resolve_from(ns, "demo")
+    assert config.injected_parameters(ns) == ["epsgrid", "n"]
+    assert config.resolve_from({"In": ["", '# Parameters\nn = 5\n'], "n": 5}, "demo").n == 5
+    assert config.resolve_from({"n": 5, "other_global": 1}, "demo").n == 5          # outside papermill: as before
+
+
+def _plain_papermill(nb, out, *params, cwd):
+    import os
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("ROBBOOK_RESULTS", None)
+    args = [x for k, v in params for x in ("-p", k, v)]
+    return subprocess.run([sys.executable, "-m", "papermill", str(nb), str(out), *args, "-k", "python3", "--language", "python", "--no-progress-bar"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_plain_papermill_checks_parameters_like_robbook_run(tmp_path):
+    root = _demo_book(tmp_path)
+    nb = root / "nbs" / "01_demo.ipynb"
+    r = _plain_papermill(nb, tmp_path / "a.ipynb", ("nn", "3"), cwd=root)
+    assert r.returncode != 0 and "ParameterError" in r.stderr and "unknown parameter(s) ['nn']" in r.stderr
+    r2 = subprocess.run([sys.executable, "-m", "robbook", "run", "demo", "--root", str(root), "-p", "nn", "3"],
+                        capture_output=True, text=True, timeout=120)
+    assert r2.returncode == 2 and "unknown parameter(s) ['nn'] for chapter 'demo'" in r2.stderr
+    r = _plain_papermill(nb, tmp_path / "b.ipynb", ("n", "-1"), cwd=root)
+    assert r.returncode != 0 and "parameter 'n': -1 is not allowed" in r.stderr
+    out = nbformat.read(tmp_path / "b.ipynb", as_version=4)
+    failed = [i for i, c in enumerate(out.cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    assert failed and "resolve_from" in out.cells[failed[0]].source      # stopped at the config cell
+    assert not (root / "results").exists()
+
+
+def test_plain_papermill_results_are_git_ignored():
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    assert config.results_path.__doc__ and "results" in config.results_path.__doc__
+    r = subprocess.run(["git", "check-ignore", "-q", "results/kamath.json"], cwd=ROOT)
+    assert r.returncode == 0, "results/ (plain papermill's default results folder) must be git-ignored"
+
+
 # ---------- transactional runs, profiles side by side ----------
 
 def _demo_book(tmp_path):

@@ -90,7 +90,7 @@ def test_config_unknown_name_lists_allowed_values():
     with pytest.raises(ValueError, match=r"allowed values: \['standard', 'pgd', 'trades', 'half_half'\]"):
         cfg(method="madry")
     with pytest.raises(ValueError, match="linf"):
-        cfg(norm="L_inf")
+        cfg(norm="L_3")
     with pytest.raises(TrainConfigError, match="unknown field"):
         TrainConfig.from_dict({"lrr": 0.1})
     with pytest.raises(TrainConfigError, match="piecewise"):
@@ -315,6 +315,91 @@ def test_steps_per_epoch_and_loss_scale():
     assert ((s0 * losses[:30].mean() + s1 * losses[30:].mean()) / 2).item() \
         == pytest.approx(losses.mean().item(), rel=1e-12)
     assert T._loss_scale(256, 64, 0, 64, 1) == 1.0
+
+
+def test_every_field_documented_where_declared():
+    import dataclasses
+    notes = T._field_comments(TrainConfig)
+    assert set(notes) == {f.name for f in dataclasses.fields(TrainConfig)} and all(notes.values())
+    assert "> 0 for pgd" in notes["eps"] and "NORM_ALIASES" in notes["norm"] and "crop_flip" in notes["augment"]
+    assert "- eps = 0.0: attack budget" in TrainConfig.__doc__          # help(TrainConfig) shows them
+
+
+def test_adversarial_method_needs_a_budget():
+    for method in ("pgd", "trades", "half_half"):
+        with pytest.raises(TrainConfigError, match=r"TrainConfig.eps.*a number > 0") as e:
+            TrainConfig.from_dict({"method": method})
+        assert e.value.field == "eps" and method in str(e.value)
+        with pytest.raises(TrainConfigError, match="eps"):
+            cfg(method=method, eps=0.0)
+    assert cfg(method="pgd", eps=0.1).eps == 0.1 and cfg(eps=0.0).method == "standard"
+
+
+@pytest.mark.parametrize("alias,name", [("inf", "linf"), ("Linf", "linf"), ("linf", "linf"), ("l_inf", "linf"),
+                                        ("L_INF", "linf"), (float("inf"), "linf"), ("2", "l2"), ("L2", "l2"),
+                                        (2, "l2"), ("l_2", "l2"), ("1", "l1"), ("L1", "l1")])
+def test_norm_aliases_are_one_table(alias, name):
+    from robbook.config import NORM_ALIASES, canonical_norm
+    assert canonical_norm(alias) == name
+    c = cfg(method="pgd", eps=0.1, norm=alias)
+    assert c.norm == name and T.run_key(c, easy_data(64, 0)) == T.run_key(cfg(method="pgd", eps=0.1, norm=name),
+                                                                          easy_data(64, 0))
+    assert set(NORM_ALIASES.values()) == set(T.norm_names())
+
+
+def test_unknown_field_says_did_you_mean():
+    with pytest.raises(TrainConfigError, match=r"did you mean 'eps'\?.*allowed values: \['model'"):
+        TrainConfig.from_dict({"method": "pgd", "epz": 0.1})
+    with pytest.raises(TrainConfigError, match="did you mean 'epochs'"):
+        train({"epoch": 2}, easy_data(64, 0), device="cpu", progress=False)
+
+
+def test_eval_attack_arguments_checked_before_training(data, tmp_path, monkeypatch):
+    tr, va = data
+    called = []
+    monkeypatch.setattr(T, "_train_loop", lambda *a, **k: called.append(1))
+    for spec, fragment in [({"name": "pgd", "epz": 0.1}, "did you mean 'eps'"),
+                           ({"name": "pgd", "eps": 0.1, "stepz": 3}, "did you mean 'steps'"),
+                           ({"name": "fgsm", "eps": 0.1, "steps": 3}, "no argument 'steps'"),
+                           ({"name": "pgd", "steps": 3}, "needs ['eps']"),
+                           ({"name": "pgd", "eps": -0.1}, "eps a finite number >= 0")]:
+        with pytest.raises(TrainConfigError, match="eval_attack") as e:
+            train(cfg(), tr, val_data=va, device="cpu", cache_dir=tmp_path, progress=False, eval_attack=spec)
+        assert fragment in str(e.value), str(e.value)
+    assert not called and not any(tmp_path.iterdir())
+    attack, _ = T._eval_attack({"name": "pgd", "eps": 0.1, "norm": "L2"})
+    assert attack.keywords["norm"] == "l2"
+
+
+def test_failed_run_leaves_nothing_in_the_cache(data, tmp_path, monkeypatch):
+    tr, _ = data
+
+    def boom(*a, **k):
+        raise TypeError("a failure inside the first epoch")
+    with monkeypatch.context() as m:
+        m.setattr(T, "_objective", boom)
+        with pytest.raises(TypeError, match="first epoch"):
+            train(cfg(), tr, device="cpu", cache_dir=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []                   # no folder with only .lock and config.json
+    r = train(cfg(), tr, device="cpu", cache_dir=tmp_path, progress=False)      # and a later call trains
+    assert (r.path / "COMPLETE").exists() and not r.from_cache
+
+
+def test_labels_checked_by_the_package(data, tmp_path):
+    from robbook.data import ImageData
+    tr, _ = data
+    with pytest.raises(ValueError, match="whole-number class labels"):
+        ImageData(tr.x, tr.y.float() + 0.5, tr.classes, "float labels")
+    neg = ImageData(tr.x, torch.where(tr.y == 0, -1, tr.y), tr.classes, "negative")
+    with pytest.raises(TrainConfigError, match=r"train_data.*never negative"):
+        train(cfg(), neg, device="cpu", cache_dir=tmp_path, progress=False)
+    floats = ImageData(tr.x, tr.y, tr.classes, "floats")
+    floats.y = floats.y.float()                     # changed after construction
+    with pytest.raises(TrainConfigError, match=r"labels of dtype torch.float32.*y.long\(\)"):
+        train(cfg(), floats, device="cpu", cache_dir=tmp_path, progress=False)
+    with pytest.raises(TrainConfigError, match="num_classes"):
+        train(cfg(num_classes=2), tr, device="cpu", cache_dir=tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())
 
 
 # ---------------------------------------------------------------------------------------------
