@@ -294,13 +294,14 @@ register("ilyas", {
     # n_inv_noise 300 x 100 steps) took 5-7 min on 2 cores. Verdicts now carry bootstrap intervals: n_test 2000 and
     # n_robust 500 (was 1000 / 100, +-10 % on a robust accuracy), n_train 2000 and 6 epochs (was 1200 / 5: 73 % clean).
     # Not smaller: with n_train 1000 and 4 epochs the standard model is weaker, calibration needs eps_pgd = 6, and adversarial training at 6 collapses to chance.
-    # The source models train on 20,000 images (3 epochs standard, 1 epoch PGD): on the 2,000 images of the new datasets
+    # The source models train on 20,000 images (5 epochs standard: 87.4 % on 2,000 test images, measured; 3 epochs gave
+    # 83.4 %; 1 epoch PGD): on the 2,000 images of the new datasets
     # the standard source reached 73.8 %, 16 points under what its architecture reaches (issue #18), which made every row
     # resting on it inconclusive. Square gets 300 queries, as in the other chapters (1,000 took ~half of Table 7's time);
     # Figure 8's PGD runs 10, 30 and 100 steps (was up to 200): the plateau shows by 100 and it halves the section's time.
     "smoke": {**_ilyas_common, "mc_samples": 5000, "at_samples": 5000, "l2_scale": 4.0, "target_success": 0.9,
               "dataset": "fashion_mnist", "n_train": 2000, "n_test": 2000, "n_robust": 500, "eval_version": "fast",
-              "n_source": 20_000, "source_epochs": 3, "source_adv_epochs": 1, "eval_queries": 300,
+              "n_source": 20_000, "source_epochs": 5, "source_adv_epochs": 1, "eval_queries": 300,
               "source_model": "kamath_stdcnn", "model": "kamath_stdcnn",
               "transfer_models": ["linear", "kamath_stdcnn", "kamath_gcnn", "mnist_cnn"],
               "epochs": 6, "adv_epochs": 5, "batch_size": 64, "lr": 0.002, "pgd_steps": 5, "d2_steps": [10, 30, 100],

@@ -280,12 +280,14 @@ def _same_run(a: dict, b: dict) -> bool:
 
 
 def coverage(json_path) -> set:
-    "The claims a run checked (any verdict but 'not run here'), from its results JSON (empty if none)."
+    """The claims a run checked (any verdict but 'not run here'), from its results JSON (empty if none). A claim is
+    named by its `id`, else by its text with every number replaced by `#`: a claim whose wording only carries another
+    run's numbers ("PGD up to 100 steps" for "200 steps") is the same claim."""
     try:
         claims = json.loads(Path(json_path).read_text()).get("results", {}).get("claims") or []
     except (OSError, ValueError, AttributeError):
         return set()
-    return {str(c.get("id") or c.get("claim")) for c in claims if isinstance(c, dict)
+    return {str(c.get("id") or re.sub(r"\d+(?:[.,]\d+)*", "#", str(c.get("claim")))) for c in claims if isinstance(c, dict)
             and "not run" not in str(c.get("verdict", "")).lower()}
 
 
