@@ -434,7 +434,11 @@ def execute_page(page: str, *, profile: str = "smoke", params: dict | None = Non
     tmp.mkdir(parents=True)
     pre, out = tmp / "source.ipynb", tmp / f"{page}.ipynb"
     nbformat.write(nb, pre)
-    import papermill as pm
+    try:
+        import papermill as pm  # optional: only executing pages needs it
+    except ImportError as e:
+        raise ImportError("executing a page needs papermill, which `pip install robbook` leaves out; install the "
+                          "book extra: pip install 'robbook[book]'") from e
     # figures as inline PNGs even when the caller chose a non-interactive backend (pytest sets Agg)
     env = {"ROBBOOK_STATIC": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     if "results_dir" not in params:

@@ -661,6 +661,13 @@ def test_completes_less_compares_the_claims_checked(tmp_path):
     assert run.completes_less(fewer, full) and not run.completes_less(full, fewer)
     assert run.completes_less(other, full) and not run.completes_less(full, full)
     assert run.completes_less(tmp_path / "absent.json", full) and not run.completes_less(full, tmp_path / "absent.json")
+    # without ids a claim is its text, numbers aside: another run's step count is the same claim, another claim is not
+    texts = lambda name, *t: (tmp_path / f"{name}.json").write_text(json.dumps(
+        {"results": {"claims": [{"claim": c, "verdict": "reproduced"} for c in t]}})) and tmp_path / f"{name}.json"
+    a = texts("a", "PGD up to 200 steps lowers it by at most 2 points", "D_R beats D_NR at eps = 0.25")
+    b = texts("b", "PGD up to 100 steps lowers it by at most 2 points", "D_R beats D_NR at eps = 1,000")
+    c = texts("c", "PGD up to 100 steps lowers it by at most 2 points", "D_R loses to D_NR at eps = 0.25")
+    assert not run.completes_less(b, a) and not run.completes_less(a, b) and run.completes_less(c, a)
 
 
 def test_the_book_shows_the_plain_run_that_checks_most_claims(tmp_path, monkeypatch):

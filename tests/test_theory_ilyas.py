@@ -212,3 +212,23 @@ def test_linear_accuracy_matches_an_attacked_monte_carlo():
             Xa = X - eps * y[:, None] * w / np.linalg.norm(w)        # the worst l2 perturbation of a linear rule
             mc = np.mean(np.sign(Xa @ w) == y)
             assert abs(mc - linear_accuracy(w, mu, S, eps)) < 0.005
+
+
+def test_robust_parameters_rejects_mismatched_shapes():
+    from robbook.theory.ilyas import robust_parameters
+    with pytest.raises(ValueError, match=r"same d; got shapes \(3,\) and \(5, 5\)"):
+        robust_parameters(np.ones(3), np.eye(5), 0.5)
+    with pytest.raises(ValueError, match="vector"):
+        robust_parameters(np.ones((3, 1)), np.eye(3), 0.5)
+
+
+def test_exact_solvers_name_the_book_extra_without_cvxpy(monkeypatch):
+    "cvxpy is a book-only dependency: without it the exact solvers say which extra to install."
+    import sys
+    from robbook.theory import moayeri, tsipras
+    monkeypatch.setitem(sys.modules, "cvxpy", None)       # import cvxpy now raises ImportError
+    with pytest.raises(ImportError, match=r"robbook\[book\]"):
+        tsipras.fit_svm(np.ones((4, 2)), np.array([1, -1, 1, -1]))
+    monkeypatch.setattr(moayeri, "_PROBLEMS", {})
+    with pytest.raises(ImportError, match=r"robbook\[book\]"):
+        moayeri._problem(3, 2.0, None)

@@ -110,6 +110,11 @@ def robust_lambda(Sigma_star, eps: float) -> float:
 
 def robust_parameters(mu_star, Sigma_star, eps: float):
     "(mu_r, Sigma_r, lam) of Theorem 2 for an l2 budget eps: mu_r = mu*, Sigma_r from eq. (26)."
+    mu = np.asarray(mu_star, float)
+    d = np.shape(Sigma_star)
+    if mu.ndim != 1 or d != (len(mu), len(mu)):
+        raise ValueError(f"mu_star must be a vector [d] and Sigma_star a matrix [d, d] of the same d; got shapes "
+                         f"{mu.shape} and {d}")
     lam = robust_lambda(Sigma_star, eps)
     return np.asarray(mu_star, float).copy(), robust_covariance(Sigma_star, lam), lam
 

@@ -145,7 +145,11 @@ def _problem(m: int, p: float, support: tuple | None):
     "A compiled, parameterised (DPP) cvxpy problem for eq. (2), cached per (dimension, norm, support)."
     key = (m, p, support)
     if key not in _PROBLEMS:
-        import cvxpy as cp
+        try:
+            import cvxpy as cp  # optional: only the exact adversarial training of eq. (2) needs it
+        except ImportError as e:
+            raise ImportError("the adversarially trained linear model needs cvxpy, which `pip install robbook` leaves "
+                              "out; install the book extra: pip install 'robbook[book]'") from e
         th = cp.Variable(m)
         R, Rto = cp.Parameter((m, m)), cp.Parameter(m)
         sw, eps = cp.Parameter(nonneg=True), cp.Parameter(nonneg=True)

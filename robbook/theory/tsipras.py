@@ -84,7 +84,11 @@ def fit_svm(X, y, eps: float = 0.0, norm_bound: float = 1.0, bias: bool = False,
     minimise mean(max(0, 1 - y(w.x + b) + eps*||w||_1)) subject to ||w||_2 <= norm_bound (the convex
     relaxation of the paper's ||w||_2 = 1; its population twin is `svm_population(constraint="ball")`).
     eps > 0 is exact l_inf adversarial training. Returns (w, b)."""
-    import cvxpy as cp
+    try:
+        import cvxpy as cp      # optional: only the chapters' exact SVMs need it
+    except ImportError as e:
+        raise ImportError("fit_svm needs cvxpy, which `pip install robbook` leaves out; "
+                          "install the book extra: pip install 'robbook[book]'") from e
     X, y = np.asarray(X, float), np.asarray(y, float)
     n, k = X.shape
     w = cp.Variable(k)
