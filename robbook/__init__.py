@@ -35,9 +35,25 @@ Quickstart (runs in seconds on a CPU; the test suite runs this very code):
     # 4. A paper's closed form: Tsipras et al. (2019), Theorem 2.1 (robust accuracy <= p/(1-p) * standard error).
     print(tsipras.robust_accuracy_bound(0.95, std_accuracy=0.99))
 
-Modules, from the bottom layer up: theory (closed forms of each paper), profiles, config; data, transforms,
-models; attacks; evaluate; metrics, train, linear; launch; ilyas, distshift (chapter data); report, widgets,
-plots; run, bench (the command line: `python -m robbook --help`). Each module's docstring says what it holds;
-`help(robbook.train.TrainConfig)` lists every training setting with its allowed values.
+Modules, bottom layer first; a module imports only modules below it, at its top (tests/test_layers.py checks):
+
+    run, __main__           the command line (`python -m robbook --help`), the book build
+    bench                   speed benchmarks
+    widgets                 precomputed slider figures
+    report, plots           the verdict engine and scoreboard; the book's figure style
+    ilyas, distshift, linear   chapter library code (the Ilyas datasets; the Moayeri suite; Tsipras' linear model)
+    launch                  torchrun / in-process training jobs, cost estimates
+    train                   TrainConfig, the training loop, its cache, linear probes
+    metrics                 accuracies, profiles, gaps, saliency
+    evaluate                evaluate_robust (APGD-CE, APGD-T, Square), apgd
+    attacks                 pgd, fgsm, deepfool, square, spatial attacks, step rules
+    models                  build_model, Normalize, the architectures
+    data, transforms        datasets as uint8 tensors, loaders; spatial transforms and augmentations
+    config                  parameters of a run, provenance, device and cache paths
+    profiles                every chapter's smoke / quick / full values
+    theory                  the papers' closed forms (theory.tsipras, .ilyas, .kamath, .moayeri)
+
+Each module's docstring says what it holds; `help(robbook.train.TrainConfig)` lists every training setting with
+its allowed values.
 """
 __version__ = "0.1.0"

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from . import __version__
+from .profiles import CHOICES, PROFILES
+
 
 # %% auto #0
 __all__ = ['COMMON_PARAMS', 'PARAM_RULES', 'NORM_ALIASES', 'RUN_LOCATIONS', 'ParameterError', 'Config', 'param_rule',
@@ -150,7 +153,6 @@ def resolve(chapter: str, profile: str = "smoke", **params) -> Config:
 
     A parameter set to `None` keeps the profile's value. Unknown chapters, profiles and parameter
     names, wrongly typed values, and values outside `CHOICES` raise `ParameterError`."""
-    from robbook.profiles import PROFILES, CHOICES
     if chapter not in PROFILES:
         raise ParameterError(f"unknown chapter {chapter!r}; chapters with profiles: {sorted(PROFILES)}")
     profiles = PROFILES[chapter]
@@ -193,7 +195,6 @@ def resolve_from(namespace: Mapping[str, Any], chapter: str) -> Config:
 
     Reads the common parameters and every key of the chapter's profiles that the namespace
     defines, so the notebook's `parameters` cell is the single list of knobs."""
-    from robbook.profiles import PROFILES
     keys = set(COMMON_PARAMS)
     for p in PROFILES.get(chapter, {}).values():
         keys |= set(p)
@@ -222,7 +223,6 @@ RUN_LOCATIONS = ("data_root", "results_dir")   # where things are, not what runs
 
 def run_overrides(cfg: Mapping) -> dict:
     "The parameters of a resolved chapter `cfg` that differ from its profile's values (and a seed other than 0)."
-    from robbook.profiles import PROFILES
     base = PROFILES.get(cfg["chapter"], {}).get(cfg["profile"], {})
     out = {k: cfg[k] for k in base if k in cfg and cfg[k] != base[k]}
     if cfg.get("seed", COMMON_PARAMS["seed"]) != COMMON_PARAMS["seed"]:
@@ -328,7 +328,6 @@ def _device_name(device) -> str:
 def provenance(cfg: Config) -> dict:
     "A dict describing where and how `cfg` runs: parameters, device, versions, commit."
     import torch
-    from robbook import __version__
     return {
         "chapter": cfg.chapter, "profile": cfg.profile, "run": run_name(cfg), "overrides": run_overrides(cfg),
         "parameters": {k: v for k, v in cfg.items() if not k.startswith("_")},
@@ -388,7 +387,6 @@ def _short(v) -> str:
 def _provenance_html(prov: dict, title: str) -> str:
     "A compact HTML box: the run's facts, its overrides inline, every parameter in a collapsible list."
     from html import escape
-    from robbook.profiles import PROFILES
     params = {k: v for k, v in prov["parameters"].items() if k not in ("chapter", "profile")}
     base = PROFILES.get(prov["chapter"], {}).get(prov["profile"], {})
     changed = {k: v for k, v in params.items() if k in base and v != base[k]}

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 
 from .transforms import make_augment
+from .config import get_device
+
 
 # %% auto #0
 __all__ = ['SYSTEM_DIRS', 'MNIST_CLASSES', 'FASHION_MNIST_CLASSES', 'TINY_IMAGENET_URL', 'IMAGE_EXTENSIONS',
@@ -654,7 +656,6 @@ class Loader:
     def __init__(self, data, batch_size: int, *, shuffle: bool = True, device="cpu", augment=None,
                  seed: int = 0, drop_last: bool = False, rank: int = 0, world_size: int = 1,
                  num_workers: int | None = None, pad: bool = True):
-        from robbook.config import get_device
         if batch_size < 1:
             raise ValueError(f"Loader: batch_size must be at least 1, got {batch_size}")
         if not (world_size >= 1 and 0 <= rank < world_size):

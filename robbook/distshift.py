@@ -19,6 +19,12 @@ import torch
 import torch.nn as nn
 
 from .data import (IMAGE_EXTENSIONS, DatasetNotFoundError, FolderDataset, ImageData)
+from .config import get_device
+from .metrics import (accuracy, group_accuracy, model_device, relative_core_sensitivity,
+                             relative_foreground_sensitivity)
+from .models import load_robustness_checkpoint
+from .train import extract_features, train_linear_probe
+
 
 # %% auto #0
 __all__ = ['RED', 'GREEN', 'BACKGROUND_SETS', 'EVAL_SIZE', 'EVAL_RESIZE', 'IN9_SETS', 'WATERBIRDS_SPLITS', 'SUITE_DATASETS',
@@ -651,13 +657,11 @@ class ProbeModel(nn.Module):
 
 
 def _dev(model):
-    from robbook.metrics import model_device
     return model_device(model)
 
 
 def imagenet_accuracy(model, imagenet_root, *, max_images=0, batch_size=64, seed=0, size=EVAL_SIZE) -> float:
     "Top-1 accuracy on ImageNet validation (Fig. 5's x-axis)."
-    from robbook.metrics import accuracy
     ds = limit(imagenet_val(imagenet_root, size=size), max_images, seed)
     return accuracy(model, batches(ds, batch_size))
 
@@ -666,7 +670,6 @@ def imagenet_c_accuracy(model, imagenet_c_root, *, corruptions=None, severities=
                         batch_size=64, seed=0, size=EVAL_SIZE) -> dict:
     """Accuracy per corruption (averaged over the severities, default: those of 1-5 present) and their
     mean `'mean'` (Fig. 5, ImageNet-C)."""
-    from robbook.metrics import accuracy
     corruptions = corruptions or imagenet_c_corruptions(imagenet_c_root)
     out = {}
     for c in corruptions:
@@ -682,13 +685,11 @@ def imagenet_c_accuracy(model, imagenet_c_root, *, corruptions=None, severities=
 
 def objectnet_accuracy(model, objectnet_root, *, max_images=0, batch_size=64, seed=0, size=EVAL_SIZE) -> float:
     "Accuracy on the ObjectNet classes that overlap ImageNet, prediction restricted to them (Fig. 5)."
-    from robbook.metrics import accuracy
     ds, groups = objectnet(objectnet_root, size=size)
     return accuracy(PooledHead(model, groups, other=False), batches(limit(ds, max_images, seed), batch_size))
 
 
 def _probe(model, train_ds, val_ds, *, epochs, batch_size, seed, num_classes, lr=1e-3):
-    from robbook.train import extract_features, train_linear_probe
     ft, yt = extract_features(model, train_ds, batch_size)
     fv, yv = extract_features(model, val_ds, batch_size)
     head, hist, best = train_linear_probe(ft, yt, fv, yv, epochs=epochs, lr=lr, num_classes=num_classes,
@@ -700,7 +701,6 @@ def rival10_rfs(model, rival10_root, *, sigma=0.25, probe_epochs=10, max_images=
                 size=EVAL_SIZE) -> dict:
     """RFS on RIVAL10 (Fig. 6): a linear probe on the frozen features is fit on RIVAL10's train split
     (10% held out for picking the best epoch), then the relative foreground sensitivity on the test split."""
-    from robbook.metrics import relative_foreground_sensitivity, accuracy
     tr = limit(rival10(rival10_root, "train", size=size), max_images, seed)
     plain = FolderDataset(tr.paths, tr.y, tr.classes, "rival10-train", size, eval_resize(size), False)
     g = torch.Generator().manual_seed(seed)
@@ -716,14 +716,12 @@ def rival10_rfs(model, rival10_root, *, sigma=0.25, probe_epochs=10, max_images=
 def salient_rcs(model, salient_root, imagenet_root, *, sigma=0.25, max_images=0, batch_size=64, seed=0,
                 size=EVAL_SIZE) -> float:
     "Relative core sensitivity on Salient ImageNet-1M core masks (Fig. 6), with the 1000-way model itself."
-    from robbook.metrics import relative_core_sensitivity
     ds = limit(salient_imagenet(salient_root, imagenet_root, size=size), max_images, seed)
     return relative_core_sensitivity(model, batches(ds, batch_size), sigma=sigma, seed=seed)
 
 
 def imagenet9_gap(model, imagenet9_root, *, max_images=0, batch_size=64, seed=0, size=EVAL_SIZE) -> dict:
     "ImageNet-9 MIXED-SAME and MIXED-RAND accuracy, background gap and relative gap (Fig. 7)."
-    from robbook.metrics import accuracy
     same, groups = imagenet9(imagenet9_root, "mixed_same", size=size)
     rand, _ = imagenet9(imagenet9_root, "mixed_rand", size=size)
     pooled = PooledHead(model, groups, other=True)
@@ -737,7 +735,6 @@ def waterbirds_probe(model, waterbirds_root, *, probe_epochs=10, max_images=0, b
                      size=EVAL_SIZE) -> dict:
     """Waterbirds (Fig. 8): a linear probe on frozen features, trained on the train split for
     `probe_epochs` epochs, best validation epoch kept; majority / minority accuracy on the test split."""
-    from robbook.metrics import group_accuracy
     tr = limit(waterbirds(waterbirds_root, "train", size=size), max_images, seed)
     va = limit(waterbirds(waterbirds_root, "val", size=size), max_images, seed)
     te = limit(waterbirds(waterbirds_root, "test", size=size), max_images, seed)
@@ -773,8 +770,6 @@ def evaluate_suite(models: Sequence[SuiteModel], paths: dict, *, sigma=0.25, pro
     `imagenet`, `imagenet_c`, `objectnet`, `rfs`, `rcs`, `in9_*` and `wb_*` entries (absent when the
     data set is missing)."""
     from tqdm.auto import tqdm
-    from robbook.models import load_robustness_checkpoint
-    from robbook.config import get_device
     have = suite_availability(paths)
     dev = get_device(device) if isinstance(device, str) else device
     kw = dict(max_images=max_images, batch_size=batch_size, seed=seed, size=size)

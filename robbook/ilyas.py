@@ -40,11 +40,17 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
 DATASET_CODE_MODULES = ("robbook.ilyas", "robbook.attacks", "robbook.metrics", "robbook.models", "robbook.data",
                         "robbook.train")     # the code that builds a constructed dataset: part of its key
+from . import metrics as M
+from .config import cache_dir as default_cache_dir, get_device
+from .data import random_subset, restricted_imagenet
+from .evaluate import evaluate_robust
+from .launch import check_launch, fit, load_data
+from .models import SMALL_MODELS
+from .train import code_version
 
 
 def dataset_code_version() -> str:
     "Hash of the code of `DATASET_CODE_MODULES` (`robbook.train.code_version`): a fix to pgd or a builder rebuilds."
-    from robbook.train import code_version
     return code_version(DATASET_CODE_MODULES)
 
 
@@ -65,11 +71,11 @@ def cached_dataset(cache_dir, key_parts: dict, build) -> ImageData:
     return data
 
 # %% auto #0
-__all__ = ['DATASET_CODE_MODULES', 'RELEASED', 'CIFAR10_CLASSES', 'SMALL_MODELS', 'l2_scale', 'to_image_data',
-           'model_fingerprint', 'dataset_code_version', 'cached_dataset', 'robust_dataset', 'representation_gap',
-           'target_labels', 'nonrobust_dataset', 'targeted_success', 'calibrate_eps', 'pgd_minimize',
-           'nontransferable_dataset', 'pattern_dataset', 'dataset_folder', 'source_indices', 'build_folder',
-           'read_released', 'released_status', 'train_config', 'RISettings', 'rimagenet_experiments']
+__all__ = ['DATASET_CODE_MODULES', 'RELEASED', 'CIFAR10_CLASSES', 'l2_scale', 'to_image_data', 'model_fingerprint',
+           'dataset_code_version', 'cached_dataset', 'robust_dataset', 'representation_gap', 'target_labels',
+           'nonrobust_dataset', 'targeted_success', 'calibrate_eps', 'pgd_minimize', 'nontransferable_dataset',
+           'pattern_dataset', 'dataset_folder', 'source_indices', 'build_folder', 'read_released', 'released_status',
+           'train_config', 'RISettings', 'rimagenet_experiments']
 
 # %% ../nbs/02b_ilyas_data.ipynb #ae8db503
 def _batches(n: int, batch_size: int, progress: bool, desc: str):
@@ -418,10 +424,6 @@ import dataclasses
 from .config import ParameterError
 from .train import TrainConfig
 
-SMALL_MODELS = {"linear": {}, "kamath_stdcnn": {"dropout": 0.0}, "mnist_cnn": {"hidden": 128},
-                "kamath_gcnn": {"channels": [4, 8], "hidden": 32, "dropout": 0.0}}
-
-
 def train_config(arch: str, num_classes: int, *, epochs: int, batch_size: int, lr: float, method: str = "standard",
                  eps: float = 0.0, steps: int = 7, augment: str | None = None, model_kwargs: dict | None = None,
                  amp: bool = False, seed: int = 0) -> TrainConfig:
@@ -487,7 +489,6 @@ class RISettings:
 # %% ../nbs/02b_ilyas_data.ipynb #1c2d8f84
 def _robust_accuracy(model, data: ImageData, eps: float, *, version: str, seed: int, chunk: int = 1000) -> float:
     "l2 robust accuracy from `evaluate_robust` on `data`, `chunk` images at a time (bounded memory)."
-    from robbook.attacks import evaluate_robust
     dev, robust = model_device(model), 0
     for s in range(0, len(data), chunk):
         part = data.subset(slice(s, s + chunk))
@@ -499,8 +500,6 @@ def _robust_accuracy(model, data: ImageData, eps: float, *, version: str, seed: 
 def _ri_data(root, S: RISettings, seed: int, num_workers):
     """Restricted ImageNet for `rimagenet_experiments`: the training images as a spec and the streaming FolderDataset
     it describes (random resized crops), and validation images in memory (all, and the robust-accuracy part)."""
-    from robbook.data import random_subset, restricted_imagenet
-    from robbook.launch import load_data
     full = restricted_imagenet(root, "train", size=S.image_size, train=True)
     spec = {"kind": "restricted_imagenet", "root": str(root), "split": "train", "size": S.image_size, "train": True}
     if S.n_train is not None and S.n_train < len(full):
@@ -524,10 +523,6 @@ def rimagenet_experiments(root, settings: RISettings | None = None, *, cache_dir
 
     >>> out = rimagenet_experiments("/data/imagenet", RISettings(n_train=20_000, image_size=128), device="cuda")"""
     from tqdm.auto import tqdm
-    from robbook import metrics as M
-    from robbook.config import cache_dir as default_cache_dir, get_device
-    from robbook.data import random_subset
-    from robbook.launch import check_launch, fit, load_data
     S, launch = settings or RISettings(), dict(launch or {})
     check_launch(**launch, device=device)                # a bad combination fails before any work
     CD = Path(cache_dir) if cache_dir is not None else default_cache_dir()

@@ -16,6 +16,13 @@ import time
 from pathlib import Path
 
 from .config import ParameterError
+from . import data as rd
+from .config import cache_dir as default_cache, record_training, trained_since, training_count
+from .data import RESTRICTED_IMAGENET_RANGES
+from .models import SMALL_MODELS, build_model
+from .profiles import PROFILES
+from .train import TrainConfig, _eval_attack, load_trained, train
+
 
 # %% auto #0
 __all__ = ['LAUNCHERS', 'DATA_KINDS', 'SUSTAINED_TFLOPS', 'OPTIONAL_SLOTS', 'check_launch', 'parse_data', 'check_spec',
@@ -127,7 +134,6 @@ def check_spec(spec: dict) -> dict:
 
 def load_data(spec: dict):
     "The data set a spec describes: an `ImageData` (kind `load`) or a streaming `FolderDataset`."
-    from robbook import data as rd
     spec = check_spec(dict(spec))
     kind, kw = spec["kind"], {k: v for k, v in spec.items() if k not in ("kind", "subsets")}
     if kind == "load":
@@ -144,12 +150,10 @@ def load_data(spec: dict):
 def make_job(cfg, train_spec: dict, *, val_spec: dict | None = None, eval_attack: dict | None = None,
              cache_dir=None, device: str = "auto", num_workers: int | None = None) -> dict:
     "A job file's content (JSON-serialisable), checked: the `TrainConfig` validates and the specs describe data."
-    from robbook.train import TrainConfig
     cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg.validate()
     if eval_attack is not None and not isinstance(eval_attack, dict):
         raise _bad("eval_attack", eval_attack, "None or a dict {'name': 'pgd'|'fgsm', **settings} (a job file is JSON)")
     if eval_attack is not None:
-        from robbook.train import _eval_attack
         _eval_attack(eval_attack)        # name, norm and keyword arguments checked here, not in the launched job
     return {"config": cfg.to_dict(), "train_data": check_spec(train_spec),
             "val_data": None if val_spec is None else check_spec(val_spec), "eval_attack": eval_attack,
@@ -159,7 +163,6 @@ def make_job(cfg, train_spec: dict, *, val_spec: dict | None = None, eval_attack
 
 def run_job(job: dict, *, progress: bool = True):
     "Run a job in this process (under torchrun: as one rank); returns the `TrainResult`."
-    from robbook.train import train
     return train(job["config"], load_data(job["train_data"]),
                  val_data=None if job.get("val_data") is None else load_data(job["val_data"]),
                  eval_attack=job.get("eval_attack"), device=job.get("device", "auto"), cache_dir=job.get("cache_dir"),
@@ -188,7 +191,6 @@ def main(argv=None) -> int:
             job[key] = val
     if job.get("train_data") is None:
         raise _bad("data", None, "a data spec (--data, or 'train_data' in the job file)")
-    from robbook.config import trained_since, training_count
     n0 = training_count()
     res = run_job(job, progress=not a.quiet)
     rank = int(os.environ.get("RANK", "0"))
@@ -296,7 +298,6 @@ def launch(job: dict, *, nproc: int, nnodes: int = 1, rdzv_endpoint: str | None 
            module: str = "robbook", timeout: float | None = None, env: dict | None = None) -> dict:
     """Run `job` with torchrun on `nproc` processes (per machine); returns rank 0's `{'key', 'path', ...}`.
     Raises `LaunchError` with the failing rank's error when a process fails."""
-    from robbook.config import cache_dir as default_cache
     check_launch(nproc, nnodes, rdzv_endpoint, "torchrun", job.get("device", "auto"), job["config"].get("batch_size"))
     text = json.dumps(job, sort_keys=True, indent=1)
     jid = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -343,7 +344,6 @@ def fit(cfg, data=None, *, spec: dict | None = None, val_data=None, val_spec: di
         num_workers: int | None = None, timeout: float | None = None):
     """Train `cfg` in this process (`launcher="inprocess"`) or with torchrun on `nproc` x `nnodes`
     processes; returns a `robbook.train.TrainResult`. torchrun needs the data as specs (`spec`, `val_spec`)."""
-    from robbook.train import TrainConfig, load_trained, train
     cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg
     mode = check_launch(nproc, nnodes, rdzv_endpoint, launcher, device, cfg.batch_size)
     if mode == "inprocess":
@@ -365,7 +365,6 @@ def fit(cfg, data=None, *, spec: dict | None = None, val_data=None, val_spec: di
     t0 = time.perf_counter()
     res = launch(job, nproc=nproc, nnodes=nnodes, rdzv_endpoint=rdzv_endpoint, timeout=timeout)
     if res.get("record"):                      # the run's model list (provenance.trained) includes torchrun jobs
-        from robbook.config import record_training
         record_training({**res["record"], "seconds": round(time.perf_counter() - t0, 2)})
     return load_trained(res["path"], device=device)
 
@@ -385,7 +384,6 @@ def _entry(model, n, epochs, shape, classes, method="standard", steps=0, model_k
 
 
 def _classes(slot: str) -> int:
-    from robbook.data import RESTRICTED_IMAGENET_RANGES
     return len(RESTRICTED_IMAGENET_RANGES) if slot == "rimagenet" else 10
 
 
@@ -463,14 +461,12 @@ _IMAGENET_PER_CLASS = 1281        # ILSVRC-2012: 1,281,167 training images in 10
 
 def _rimagenet_train_size() -> int:
     "About how many training images Restricted ImageNet has (its ImageNet classes x the mean per class)."
-    from robbook.data import RESTRICTED_IMAGENET_RANGES
     return sum(hi - lo + 1 for lo, hi in RESTRICTED_IMAGENET_RANGES.values()) * _IMAGENET_PER_CLASS
 
 
 def _ilyas_plan(P: dict, slots=None) -> list[dict]:
     """The models of the Ilyas chapter (source models, Table 7, Tables 1/9/10, transfer, controls) and the
     datasets it builds by inversion or PGD (method "build")."""
-    from robbook.ilyas import SMALL_MODELS
     plan, data = [], P["dataset"]
     shape, C, N = _DATA_INPUT[data], 10, min(P["n_train"], _DATA_TRAIN[data])
     E, src, mod = P["epochs"], P["source_model"], P["model"]
@@ -552,7 +548,6 @@ def training_plan(chapter: str, profile: str, without=(), *, params: dict | None
     """The models `chapter` trains under `profile` (profile values updated by `params`), less the slots in
     `without`: one dict each (model, n, epochs, method, steps, shape, ...); method "build" entries are
     datasets built by `steps` input-gradient steps per image."""
-    from robbook.profiles import PROFILES
     if chapter not in _PLANS:
         raise _bad("chapter", chapter, sorted(_PLANS))
     if profile not in PROFILES[chapter]:
@@ -572,7 +567,6 @@ def _forward_flops(model: str, kwargs: str, shape: tuple, classes: int) -> float
     "FLOPs of one forward pass of `model` on one image of `shape`, counted by torch's FlopCounterMode."
     import torch
     from torch.utils.flop_counter import FlopCounterMode
-    from robbook.models import build_model
     kw = json.loads(kwargs)
     with torch.device("meta"):                        # shapes only: no memory, no arithmetic
         try:

@@ -16,6 +16,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .attacks import deepfool as _deepfool
+from .evaluate import VERSIONS, evaluate_robust
+from .theory.moayeri import nfs   # the NFS metric (Moayeri et al. 2022, eq. (5)) lives with its theory
+from .transforms import random_rotate_translate
+
 # %% auto #0
 __all__ = ['AUTO_PROGRESS_MIN', 'SPATIAL_KINDS', 'model_device', 'eval_mode', 'predict', 'accuracy', 'attack_metrics',
            'robust_accuracy', 'fooling_rate', 'one_minus_fooling_rate', 'invariance_metrics', 'invariance_rate',
@@ -219,7 +224,6 @@ def robust_accuracy(model, data, attack: Callable | str, *, norm: str | None = N
     (`"standard"`, `"fast"`, `"pgd"`; then `norm` and `eps` are required): the worst case over APGD-CE and
     APGD-T, the book's robust accuracy. Extra keywords go to `robbook.attacks.evaluate_robust`."""
     if isinstance(attack, str):
-        from robbook.evaluate import VERSIONS, evaluate_robust
         if attack not in VERSIONS:
             raise ValueError(f"attack={attack!r}: a string names an evaluate_robust version; allowed values: "
                              f"{list(VERSIONS)} (or pass a callable attack(model, x, y) -> x_adv)")
@@ -332,7 +336,6 @@ def spatial_transform(kind: str, value: float) -> Callable:
         raise ValueError(f"kind must be one of {SPATIAL_KINDS}, got {kind!r}")
     if value == 0:
         return lambda x: x
-    from robbook.transforms import random_rotate_translate
     deg, frac = {"rotation": (value, 0.0), "translation": (0.0, value),
                  "rotation_translation": (180.0 * value, value)}[kind]
     return functools.partial(random_rotate_translate, max_deg=float(deg), max_frac=float(frac))
@@ -391,7 +394,7 @@ def deepfool_distances(model, data, *, deepfool: Callable | None = None, batch_s
     Uses `robbook.attacks.deepfool(model, x, **deepfool_kw) -> (x_adv, delta, norms)` unless another
     `deepfool` with that contract is given."""
     if deepfool is None:
-        from robbook.attacks import deepfool
+        deepfool = _deepfool
     df = functools.partial(deepfool, **deepfool_kw)
 
     def fn(model, x, y, e):
@@ -458,13 +461,6 @@ def saliency_maps(model, data, *, mode: str = "clip", n_std: float = 3.0, loss: 
                   batch_size: int = 256, progress: bool | None = None) -> torch.Tensor:
     "Tsipras et al. (2019), Fig. 2: input gradients of the loss, normalised for display (`normalize_saliency`)."
     return normalize_saliency(input_gradients(model, data, loss=loss, batch_size=batch_size, progress=progress), mode, n_std)
-
-# %% ../nbs/15_metrics.ipynb #6a2a021a
-def __getattr__(name: str):
-    if name == "nfs":
-        from robbook.theory.moayeri import nfs
-        return nfs
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # %% ../nbs/15_metrics.ipynb #6711267f
 def _group_fn(model, x, y, g):

@@ -16,10 +16,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['NORMALIZATION', 'MODELS', 'Normalize', 'RobModel', 'MnistCNN', 'KamathStdCNN', 'LinearModel', 'rotate_p4', 'P4ConvZ2',
-           'P4ConvP4', 'p4_spatial_max_pool', 'p4_spatial_avg_pool', 'p4_group_max_pool', 'KamathGCNN', 'BasicBlock',
-           'Bottleneck', 'CifarResNet', 'PreActBlock', 'PreActResNet18', 'VGG', 'WideResNet', 'P4BasicBlock',
-           'P4ResNet18', 'TorchvisionResNet', 'build_model', 'count_parameters', 'load_robustness_checkpoint']
+__all__ = ['NORMALIZATION', 'MODELS', 'SMALL_MODELS', 'Normalize', 'RobModel', 'MnistCNN', 'KamathStdCNN', 'LinearModel',
+           'rotate_p4', 'P4ConvZ2', 'P4ConvP4', 'p4_spatial_max_pool', 'p4_spatial_avg_pool', 'p4_group_max_pool',
+           'KamathGCNN', 'BasicBlock', 'Bottleneck', 'CifarResNet', 'PreActBlock', 'PreActResNet18', 'VGG',
+           'WideResNet', 'P4BasicBlock', 'P4ResNet18', 'TorchvisionResNet', 'build_model', 'count_parameters',
+           'load_robustness_checkpoint']
 
 # %% ../nbs/13_models.ipynb #6bcbbb72
 NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -575,6 +576,10 @@ _REGISTRY = {
     "imagenet_resnet50": (_bind(TorchvisionResNet, depth=50), "imagenet"),
 }
 MODELS: list[str] = list(_REGISTRY)
+# The small image models and the settings they are trained with where a chapter uses them side by side (the Ilyas
+# chapter's source, transfer and dataset models; `robbook.launch` plans with them): no dropout, a narrower GCNN.
+SMALL_MODELS: dict[str, dict] = {"linear": {}, "kamath_stdcnn": {"dropout": 0.0}, "mnist_cnn": {"hidden": 128},
+                                 "kamath_gcnn": {"channels": [4, 8], "hidden": 32, "dropout": 0.0}}
 _FIXED = {"num_classes", "in_channels", "mean", "std"}
 
 

@@ -23,6 +23,12 @@ from pathlib import Path
 import nbformat
 
 from .config import RUN_LOCATIONS, ParameterError, repo_root, resolve, run_name, run_overrides
+from . import data as D
+from .bench import main as bench_main
+from .launch import cli, estimate_table
+from .profiles import PROFILES
+from .report import scoreboard_text
+
 
 # %% auto #0
 __all__ = ['LATE_PAGES', 'MATHJAX2_SHIM', 'split_directives', 'preprocess', 'book_pages', 'chapter_name', 'page_for', 'source_of',
@@ -157,7 +163,6 @@ def parse_value(text: str):
 
 def check_params(page: str, profile: str, params: dict) -> dict:
     "Validate `params` for `page`; returns the dict papermill should inject."
-    from robbook.profiles import PROFILES
     chap = chapter_name(page)
     if chap in PROFILES:
         resolve(chap, profile=profile, **params)  # raises ParameterError on anything bad
@@ -172,8 +177,6 @@ def check_requested_data(chapter: str, params: dict) -> None:
     get it) for a data set that `params` asks for by name and that is not here: a data-set name (`-p mnist_data
     mnist`), a slot list naming `cifar10` (the slot `mnist` names no data set: `mnist_data` chooses it), or a
     `*_root` folder (`-p imagenet_root /data/imagenet`)."""
-    from robbook import data as D
-    from robbook.profiles import PROFILES
     base = next(iter(PROFILES.get(chapter, {}).values()), {})
     root = params.get("data_root")
     for k, v in params.items():
@@ -214,7 +217,6 @@ def _results_hash(r: Path) -> str:
 
 
 def _is_chapter(page: str) -> bool:
-    from robbook.profiles import PROFILES
     return chapter_name(page) in PROFILES
 
 
@@ -889,7 +891,6 @@ def main(argv=None) -> int:
     p_bench.add_argument("--models", default=None, help="eval: comma-separated benchmark models")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:                 # its own parser, --help included
-        from robbook.launch import cli
         return cli(argv[1:])
     a = ap.parse_args(argv)
     try:
@@ -912,15 +913,12 @@ def main(argv=None) -> int:
         elif a.cmd == "runs":
             _list_runs(a.root, a.chapter)
         elif a.cmd == "scoreboard":
-            from robbook.report import scoreboard_text
             print(scoreboard_text(_root(a.root), claims=a.claims))
         elif a.cmd == "list":
             _list(a.root)
         elif a.cmd == "train":
-            from robbook.launch import cli
             return cli(a.args)
         elif a.cmd == "bench":
-            from robbook.bench import main as bench_main
             return bench_main([a.what] + (["--device", a.device] if a.device else [])
                               + (["--compile"] if a.compile else [])
                               + (["--n", str(a.n)] if a.n else []) + (["--models", a.models] if a.models else []))
@@ -935,7 +933,6 @@ def main(argv=None) -> int:
 
 def _print_estimates(chapter: str, profs: dict) -> None:
     "Per profile: models, image-epochs and GPU time counted from the profile (robbook.launch.estimate_table)."
-    from robbook.launch import estimate_table
     try:
         table = estimate_table(chapter, tuple(profs))
     except ParameterError:
@@ -949,7 +946,6 @@ def _print_estimates(chapter: str, profs: dict) -> None:
 def _list(root=None):
     """Print the chapters with their profiles and parameters: in the book's order inside a checkout (or `root`),
     else those of the installed package (a pip install has the profiles, not the notebooks)."""
-    from robbook.profiles import PROFILES
     r = Path(root) if root else repo_root()
     if r is None or not (r / "_toc.yml").exists():
         if root:

@@ -31,6 +31,13 @@ import torch.nn.functional as F
 
 from .config import NORM_ALIASES, ParameterError, canonical_norm, get_device, record_training, seed_everything
 from .config import cache_dir as default_cache_dir
+from . import __version__, attacks, models, transforms
+from . import data as rd
+from .attacks import attack_mode, make_step_rule, pgd
+from .data import FolderDataset, ImageData, Loader
+from .models import build_model
+from .transforms import make_augment
+
 
 # %% auto #0
 __all__ = ['METHODS', 'OPTIMIZERS', 'SCHEDULES', 'ATTACK_BN', 'EVAL_ATTACKS', 'ADVERSARIAL', 'CODE_MODULES', 'TrainConfigError',
@@ -59,19 +66,16 @@ class TrainConfigError(ParameterError):
 
 def model_names() -> list[str]:
     "The model names `robbook.models.MODELS`."
-    from robbook import models
     return list(models.MODELS)
 
 
 def norm_names() -> list[str]:
     "The threat-model norms of `robbook.attacks.STEP_RULES` (`linf`, `l2`, `l1`)."
-    from robbook import attacks
     return list(attacks.STEP_RULES)
 
 
 def augment_names() -> list:
     "`None` and the spatial augmentations of `robbook.transforms.AUGMENTS`."
-    from robbook import transforms
     return [None, *transforms.AUGMENTS]
 
 # %% ../nbs/16_train.ipynb #9e1a828f
@@ -262,7 +266,6 @@ class TrainConfig:
         if self.augment is None and self.augment_kwargs:
             bad("augment_kwargs", "{} when augment is None")
         if self.augment is not None:
-            from robbook import transforms
             try:
                 transforms.make_augment(self.augment, **self.augment_kwargs)
             except (TypeError, ValueError) as e:
@@ -362,7 +365,6 @@ def _attack_bn(model: nn.Module, mode: str):
 
 def _pgd_examples(cfg: TrainConfig, model: nn.Module, x, y):
     "PGD examples of `(x, y)` for training (eq. pgd-at), last iterate, BatchNorm as `cfg.attack_bn`."
-    from robbook.attacks import pgd
     with _attack_bn(model, cfg.attack_bn):
         return pgd(model, x, y, eps=cfg.eps, alpha=cfg.step_size, steps=cfg.steps, norm=cfg.norm,
                    random_start=cfg.random_start, use_best=False, model_mode=None).detach()
@@ -373,7 +375,6 @@ def trades_perturb(model: nn.Module, x: torch.Tensor, *, eps: float, alpha: floa
     """The inner maximisation of TRADES (Zhang et al. 2019, eq. trades): ascend
     $\\mathrm{KL}(\\sigma(f(x)) \\| \\sigma(f(x')))$ over the `norm` ball of radius `eps` from
     $x + 0.001\\,\\mathcal N(0, I)$; the step and projection are those of `robbook.attacks`."""
-    from robbook.attacks import attack_mode, make_step_rule
     rule = make_step_rule(norm, eps, alpha, steps)
     x = x.detach()
     with _attack_bn(model, attack_bn), attack_mode(model, None):
@@ -538,7 +539,6 @@ def _code_digest(source: str) -> str:
 def code_version(modules: tuple | None = None) -> str:
     """Hash of `robbook.__version__` and the code (not comments or docstrings) of `modules` (default
     `CODE_MODULES`, read when called), computed once per process: the code that runs is the code imported."""
-    from robbook import __version__
     modules = CODE_MODULES if modules is None else modules
     h = hashlib.sha256(__version__.encode())
     for name in modules:
@@ -699,7 +699,6 @@ def _sync_bn(model: nn.Module) -> Callable[[], None]:
 
 # %% ../nbs/16_train.ipynb #c5fc8855
 def _as_data(data, what: str, split: str):
-    from robbook import data as rd
     if isinstance(data, str):
         key = data.lower().replace("-", "_")
         if key not in rd.DATASETS:
@@ -767,7 +766,6 @@ def _eval_attack(attack):
     if attack is None:
         return None, None
     if isinstance(attack, dict):
-        from robbook import attacks
         spec = dict(attack)
         name = spec.pop("name", None)
         if name not in EVAL_ATTACKS:
@@ -804,7 +802,6 @@ def _writable_dir(d) -> Path:
 
 def _build_model(cfg: TrainConfig, shape: tuple) -> nn.Module:
     "`build_model` for `cfg` and images of `shape` (C, H, W); `input_size` is inferred if accepted."
-    from robbook.models import build_model
     C, H, W = shape
     kw = dict(cfg.model_kwargs)
     if "input_size" not in kw:
@@ -824,7 +821,6 @@ def _build_model(cfg: TrainConfig, shape: tuple) -> nn.Module:
 
 def _image(data, i: int) -> torch.Tensor:
     "Image `i` of `data` as uint8 [C, H, W] (a folder's random crop fixed by seed 0)."
-    from robbook.data import FolderDataset
     return data[(i, 0)][0] if isinstance(data, FolderDataset) else data[i][0]
 
 
@@ -1084,7 +1080,6 @@ def train(cfg: TrainConfig | dict, train_data, *, val_data=None, device: str = "
     if world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
-    from robbook.transforms import make_augment
     augment = make_augment(cfg.augment, **cfg.augment_kwargs) if cfg.augment is not None else None
 
     if world > 1:
@@ -1215,7 +1210,6 @@ def _finish_entry(run: _Run, history: list, n_batches: int) -> None:
 def _train_loop(run: _Run, train_data, val_data, attack_fn, decision, augment, eval_attack,
                 num_workers) -> TrainResult:
     from tqdm.auto import tqdm
-    from robbook.data import Loader
     cfg, model, dev, rank, world = run.cfg, run.model, run.dev, run.rank, run.world
     cuda = dev.type == "cuda"
     per_rank = cfg.batch_size // world
@@ -1328,7 +1322,6 @@ def extract_features(model: nn.Module, data, batch_size: int = 256, *, device=No
                      progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     "`(model.features(x), y)` for all of `data` (an `ImageData`), in order, on the model's device."
     from tqdm.auto import tqdm
-    from robbook.data import Loader
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     mode = model.training
     model.eval()
@@ -1405,7 +1398,6 @@ def train_linear_probe(train_feats: torch.Tensor, train_y: torch.Tensor, val_fea
 
 # %% ../nbs/16_train.ipynb #0e4ddb1b
 def _bench_data(n: int, shape: tuple, classes: int = 10, seed: int = 0):
-    from robbook.data import ImageData
     g = torch.Generator().manual_seed(seed)
     return ImageData(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g),
                      torch.randint(0, classes, (n,), generator=g), [str(i) for i in range(classes)], "random")
