@@ -107,7 +107,7 @@ register("moayeri", {
 # Figs. 2-4), eps_linf / eps_l2 (eps_train of Figs. 1, 6, 7 and Table 4), eps_model ([linf, l2]: the
 # Table 2 models shown in Figs. 2-4), eps_large ([linf, l2]: Table 3), half_half ("all" eps or only
 # "model" eps). Epochs are those of the full size; smaller sets get more (at most 4x) epochs.
-# eval_version: the robbook.attacks.evaluate_robust version behind every robust accuracy (training uses PGD);
+# eval_version: the robbook.evaluate.evaluate_robust version behind every robust accuracy (training uses PGD);
 # <slot>_eval_n: robust accuracies on the first eval_n test images (None: all n_test).
 _tsipras_toy = {"toy_p": 0.95, "toy_eta_sqrt_d": 2.0, "toy_eps_train_ratios": [0.5, 1.0, 1.5, 2.0],
                 "toy_epochs": 100, "toy_lr": 0.1, "linear_eps": 0.2, "linear_epochs": 100, "linear_lr": 0.1,
