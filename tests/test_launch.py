@@ -99,6 +99,7 @@ def test_make_job_checks_the_eval_attack_before_launching():
     assert L.make_job(TrainConfig(model="linear", num_classes=4), spec, eval_attack={"name": "fgsm", "eps": 0.1})
 
 
+@pytest.mark.slow
 def test_train_command_in_one_process(tmp_path):
     "`python -m robbook train CONFIG.json --data SPEC`: one model into the cache, found again by train()."
     root = write_folder(tmp_path / "f", easy_data(64, 0))

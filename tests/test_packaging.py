@@ -57,6 +57,7 @@ def test_quickstart_is_in_readme_and_docstring_and_runs_without_the_book_package
     assert "False" in r.stdout                     # a fresh cache: trained, not loaded
 
 
+@pytest.mark.slow
 def test_wheel_installs_and_imports_outside_the_checkout(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True, timeout=600)

@@ -362,6 +362,7 @@ def test_page_jobs_share_the_cores_on_a_cpu_and_run_one_page_on_a_gpu():
             run.page_jobs("cpu", 5, jobs=bad)
 
 
+@pytest.mark.slow
 def test_pages_execute_side_by_side_with_their_share_of_threads(tmp_path):
     "Two pages in worker processes, each kernel with cores // jobs torch threads; a failing page is reported, not fatal."
     from nbformat.v4 import new_code_cell, new_notebook

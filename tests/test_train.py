@@ -642,6 +642,7 @@ def test_resume_after_sigkill_mid_epoch_equals_uninterrupted_run(data, tmp_path)
 # ---------------------------------------------------------------------------------------------
 # DDP on CPU (gloo, 2 processes)
 
+@pytest.mark.slow
 def test_ddp_gloo_two_processes(tmp_path):
     """251 training images (the last batch of 59 splits 30 + 29) and 33 validation images
     (17 + 16): nothing padded or counted twice, and the same model and metrics as one process."""
@@ -679,6 +680,7 @@ def test_ddp_gloo_two_processes(tmp_path):
     assert again.from_cache and weights_digest(again.model) == r0["digest"]
 
 
+@pytest.mark.slow
 def test_ddp_batchnorm_world_size_is_in_the_key_on_cpu(tmp_path):
     """BatchNorm statistics are per process (no SyncBatchNorm on CPU): a 2-process run of a model
     with BatchNorm is another entry, and a 1-process call never returns it."""
@@ -881,6 +883,7 @@ def test_world_size_is_in_the_key_wherever_it_changes_the_run():
     assert len(keys) == 3 and T.run_key(c, tr, world_size=1) == T.run_key(c, tr)
 
 
+@pytest.mark.slow
 def test_a_three_process_run_is_not_served_as_the_one_process_model(tmp_path):
     """32 images, batch 15 (3 × 5): one process takes 3 steps an epoch, three take 2; training the
     3-process model first must not make the 1-process call return it."""
