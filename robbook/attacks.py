@@ -89,6 +89,44 @@ def _rand(shape, like, generator=None, kind="uniform"):
     f = {"uniform": torch.rand, "normal": torch.randn}[kind]
     return f(shape, generator=generator, device=dev, dtype=like.dtype).to(like.device)
 
+# %% ../nbs/14_attacks.ipynb #abb6d666
+def _layout_applies(model, x):
+    "Channels-last helps oneDNN's CPU convolutions; a GPU, a compiled model or a model in train mode is left alone."
+    return (isinstance(model, nn.Module) and torch.is_tensor(x) and x.dim() == 4 and x.device.type == "cpu"
+            and not hasattr(model, "_orig_mod") and not any(m.training for m in model.modules())
+            and any(isinstance(m, nn.Conv2d) for m in model.modules()))
+
+
+@contextlib.contextmanager
+def _fast_layout(model, x):
+    """Context in which a convolutional `model` (in eval mode, on a CPU) runs with its 4-d weights in
+    channels-last memory layout: the same outputs up to float rounding, checked on `x[:4]`, and faster
+    convolutions. Each weight gets its original tensor back on exit; elsewhere a no-op."""
+    tensors = []
+    if _layout_applies(model, x):
+        tensors = [t for t in (*model.parameters(), *model.buffers())
+                   if t.dim() == 4 and not t.is_contiguous(memory_format=torch.channels_last)]
+    saved = [t.data for t in tensors]
+    try:
+        if tensors:
+            with torch.no_grad():
+                try:
+                    ref = model(x[:4]).float()
+                    for t in tensors:
+                        t.data = t.data.contiguous(memory_format=torch.channels_last)
+                    z = model(x[:4]).float()
+                    tol = 1e-4 * (1 + ref.abs().max().item())
+                    same = z.shape == ref.shape and torch.allclose(z, ref, rtol=1e-4, atol=tol)
+                except Exception:                   # e.g. a .view() that needs contiguous activations
+                    same = False
+                if not same:
+                    for t, d in zip(tensors, saved):
+                        t.data = d
+        yield model
+    finally:
+        for t, d in zip(tensors, saved):
+            t.data = d
+
 # %% ../nbs/14_attacks.ipynb #73072e00
 class StepRule:
     """The norm-dependent part of PGD: `random_start`, `step` (ascent) and `project` onto
@@ -510,8 +548,9 @@ def _margin_score(model, x, y):
 
 def _window_mask(n, H, W, h, like, generator):
     "Per example a random h x h window: a bool mask [n, 1, H, W] and its corners (r, s)."
-    r = (_rand((n,), like, generator) * (H - h + 1)).long().clamp_max(H - h)
-    s = (_rand((n,), like, generator) * (W - h + 1)).long().clamp_max(W - h)
+    u = _rand((n, 2), like, generator)                                          # one draw for both corners
+    r = (u[:, 0] * (H - h + 1)).long().clamp_max(H - h)
+    s = (u[:, 1] * (W - h + 1)).long().clamp_max(W - h)
     rows = torch.arange(H, device=like.device)[None, :] - r[:, None]          # [n, H]: offset inside the window
     cols = torch.arange(W, device=like.device)[None, :] - s[:, None]
     inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < h))[:, None, :]
@@ -524,16 +563,23 @@ def _linf_init(x, eps, generator):
     return (x + eps * sign).clamp(0, 1)
 
 
-def _linf_candidate(x, xk, eps, h, generator):
+def _linf_corners(x, eps):
+    "The two values a pixel of an l_inf Square point can take: (x + eps, x - eps), clipped to [0, 1]."
+    return torch.stack([(x + eps).clamp(0, 1), (x - eps).clamp(0, 1)])
+
+
+def _linf_candidate(x, xk, eps, h, generator, corners=None):
     """Alg. 2: in a random h x h window set every channel to x +- eps (one sign per channel), clipped to [0, 1].
-    A window left unchanged by the draw gets the opposite signs, so no query is spent on the current point."""
+    A window left unchanged by the draw gets the opposite signs, so no query is spent on the current point.
+    `corners`: `_linf_corners(x, eps)`, computed once per run instead of once per query."""
     n, c, H, W = x.shape
+    up, down = _linf_corners(x, eps) if corners is None else corners
     inside = _window_mask(n, H, W, h, x, generator)[0]
-    sign = 2 * (_rand((n, c, 1, 1), x, generator) < 0.5).to(x.dtype) - 1
-    new = torch.where(inside, (x + eps * sign).clamp(0, 1), xk)
+    plus = _rand((n, c, 1, 1), x, generator) < 0.5
+    new = torch.where(inside, torch.where(plus, up, down), xk)
     same = (new == xk).flatten(1).all(1)
     if same.any():
-        new[same] = torch.where(inside[same], (x[same] - eps * sign[same]).clamp(0, 1), xk[same])
+        new[same] = torch.where(inside[same], torch.where(plus[same], down[same], up[same]), xk[same])
     return new
 
 # %% ../nbs/14_attacks.ipynb #365f8585
@@ -596,20 +642,24 @@ _SQUARE = {"linf": (_linf_init, _linf_candidate, 1), "l2": (_l2_init, _l2_candid
 
 def _square_run(model, x, y, *, eps, norm, n_queries, p_init, generator, progress):
     """Random search of Alg. 1 on `x` (all points): `(x_out, fooled)`. A point leaves the batch as soon as
-    it is misclassified, so each query is one forward pass on the points still robust."""
+    it is misclassified, so each query is one forward pass on the points still robust; nothing else in a
+    query touches the model, and what does not change between queries (the window sides, the l_inf
+    corner values x +- eps) is computed once."""
     init, candidate, min_side = _SQUARE[norm]
     n, _, H, W = x.shape
+    sides = [min(square_size(i, n_queries, p_init, H * W, min_side), H, W) for i in range(n_queries)]
     with torch.no_grad():
         xk = init(x, eps, generator)
         loss = _margin_score(model, xk, y)
         out, fooled = xk.clone(), loss < 0
         act = (~fooled).nonzero()[:, 0]
         xa, xka, ya, la = x[act], xk[act], y[act], loss[act]
+        state = lambda xa: {"corners": _linf_corners(xa, eps)} if norm == "linf" else {}
+        extra = state(xa)
         for i in tqdm(range(1, n_queries), desc="square", disable=not progress, leave=False):
             if len(act) == 0:
                 break
-            h = min(square_size(i, n_queries, p_init, H * W, min_side), H, W)
-            xn = candidate(xa, xka, eps, h, generator)
+            xn = candidate(xa, xka, eps, sides[i], generator, **extra)
             ln = _margin_score(model, xn, ya)
             better = ln < la
             xka, la = torch.where(_bcast(better, xn), xn, xka), torch.where(better, ln, la)
@@ -618,6 +668,7 @@ def _square_run(model, x, y, *, eps, norm, n_queries, p_init, generator, progres
                 out[act[f]], fooled[act[f]] = xka[f], True
                 keep = ~f
                 act, xa, xka, ya, la = act[keep], xa[keep], xka[keep], ya[keep], la[keep]
+                extra = state(xa)
         out[act] = xka
     return out, fooled
 
@@ -652,7 +703,7 @@ def square(model, x, y, *, eps: float, norm: str = "linf", n_queries: int = 5000
         raise ValueError("square drops fooled points from the batch, which changes a batch-norm model's output "
                          "in train mode; use model_mode='eval' (the default)")
     show = progress if progress is not None else len(x) * n_queries >= 500_000
-    with attack_mode(model, model_mode):
+    with attack_mode(model, model_mode), _fast_layout(model, x):
         with torch.no_grad():
             clean_wrong = model(x).argmax(1) != y
         out, fooled = x.clone(), clean_wrong.clone()

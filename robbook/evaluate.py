@@ -17,7 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attacks import _bcast, _check_nonneg, _check_xy, _rand, _square_run, attack_mode, make_step_rule, pgd
+from .attacks import (_bcast, _check_nonneg, _check_xy, _fast_layout, _rand, _square_run, attack_mode,
+                             make_step_rule, pgd)
 
 # %% auto #0
 __all__ = ['APGD_NORMS', 'APGD_LOSSES', 'VERSIONS', 'FLAG_SHARE', 'FLAG_MIN', 'BENCH_MODELS', 'dlr_loss', 'dlr_targeted_loss',
@@ -232,7 +233,7 @@ def apgd(model, x, y, *, eps: float, norm: str = "linf", loss: str | Callable = 
     _check_apgd_args(norm, loss, steps, restarts, n_target_classes, rho, eps)
     _check_xy(x, y)
     x, y = x.detach(), y.detach().to(x.device)
-    with attack_mode(model, model_mode), _fixed_conv_algorithms():
+    with attack_mode(model, model_mode), _fixed_conv_algorithms(), _fast_layout(model, x):
         out, fooled = _apgd(model, x, y, eps=eps, norm=norm, loss=loss, steps=steps, restarts=restarts,
                             n_target_classes=n_target_classes, rho=rho, generator=generator)
     return (out.detach(), fooled) if return_fooled else out.detach()
@@ -588,7 +589,7 @@ def evaluate_robust(model, x, y=None, *, norm: str = "linf", eps: float, version
     x, y = _as_tensors(x, y, device)
     _check_xy(x, y)
     t_start = time.perf_counter()
-    with attack_mode(model, model_mode), _fixed_conv_algorithms():
+    with attack_mode(model, model_mode), _fixed_conv_algorithms(), _fast_layout(model, x):
         if _batch_dependent(model):
             raise ValueError("the model runs batch norm in training mode, so a prediction depends on the rest of the "
                              "batch: evaluate_robust needs model_mode='eval' (the default) or a model in eval mode")
@@ -659,17 +660,43 @@ def _timed(fn, dev):
     return out, time.perf_counter() - t0
 
 
+@contextlib.contextmanager
+def _counting(model, counts, key):
+    "Add the images `model` sees to `counts[key]` = [all, with gradients on] (a forward hook, removed on exit)."
+    c = counts.setdefault(key, [0, 0])
+
+    def hook(module, inp, out):
+        c[0] += len(inp[0])
+        c[1] += len(inp[0]) if torch.is_grad_enabled() else 0
+    h = model.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        h.remove()
+
+
+def _stage_timer(forward, key, stage_sec, dev):
+    "Wrap a torchattacks attack's `forward` so that its seconds add to `stage_sec[key]`."
+    def run(*a, **kw):
+        out, t = _timed(lambda: forward(*a, **kw), dev)
+        stage_sec[key] = stage_sec.get(key, 0.0) + t
+        return out
+    return run
+
+
 def _bench_one(model, x, y, norm, eps, versions, chunk, dev, aa_cls):
     """Per chunk of `chunk` points, interleaved: ours (each version) then AutoAttack, so that both see the same
-    machine load. Returns per-example robust masks and summed seconds."""
+    machine load. Returns per-example robust masks, summed seconds (in total and per stage) and the images
+    each evaluation passed through the model ([all, with gradients])."""
     rob = {v: [] for v in (*versions, "pgd", "autoattack")}
     sec = dict.fromkeys(rob, 0.0)
-    stage_sec = {}
+    stage_sec, images = {}, {}
     for i in tqdm(range(0, len(x), chunk), desc=f"bench eval", leave=False):
         xs, ys = x[i:i + chunk], y[i:i + chunk]
         for v in (*versions, "pgd"):                     # PGD-20: what the book reported before
-            r, t = _timed(lambda: evaluate_robust(model, xs, ys, norm=norm, eps=eps, version=v, progress=False,
-                                                  checks=False, steps=20 if v == "pgd" else None), dev)
+            with _counting(model, images, v):
+                r, t = _timed(lambda: evaluate_robust(model, xs, ys, norm=norm, eps=eps, version=v, progress=False,
+                                                      checks=False, steps=20 if v == "pgd" else None), dev)
             rob[v].append(r.robust)
             sec[v] += t
             for k, s in r.seconds.items():
@@ -677,13 +704,16 @@ def _bench_one(model, x, y, norm, eps, versions, chunk, dev, aa_cls):
         if aa_cls is not None:
             aa = aa_cls(model, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps, version="standard", n_classes=10,
                         seed=0)
-            xa, t = _timed(lambda: aa(xs, ys), dev)
+            for atk in getattr(getattr(aa, "_autoattack", None), "attacks", ()):   # its stages, timed one by one
+                atk.forward = _stage_timer(atk.forward, ("autoattack", type(atk).__name__), stage_sec, dev)
+            with _counting(model, images, "autoattack"):
+                xa, t = _timed(lambda: aa(xs, ys), dev)
             with torch.no_grad():
                 rob["autoattack"].append((model(xa).argmax(1) == ys).cpu())
             sec["autoattack"] += t
     with torch.no_grad():
         clean = (_predict_all(model, x, 500) == y).float().mean().item()
-    return {k: torch.cat(v) for k, v in rob.items() if v}, sec, stage_sec, clean
+    return {k: torch.cat(v) for k, v in rob.items() if v}, sec, stage_sec, clean, images
 
 
 def benchmark(n: int = 500, device: str = "cpu", models: Sequence[str] = tuple(BENCH_MODELS),
@@ -709,8 +739,8 @@ def benchmark(n: int = 500, device: str = "cpu", models: Sequence[str] = tuple(B
     for name in models:
         model = _bench_model(dev, name=name)
         _, norm, eps = BENCH_MODELS[name]
-        rob, sec, stage_sec, clean = _bench_one(model, x, y, norm, eps, versions, chunk, dev, aa_cls)
-        m = {"norm": norm, "eps": eps, "clean": clean, "stage_seconds": stage_sec}
+        rob, sec, stage_sec, clean, images = _bench_one(model, x, y, norm, eps, versions, chunk, dev, aa_cls)
+        m = {"norm": norm, "eps": eps, "clean": clean, "stage_seconds": stage_sec, "images": images}
         for v, r in rob.items():
             m[v] = {"robust_accuracy": r.float().mean().item(), "seconds": sec[v], "robust": r}
         if "autoattack" in rob:
@@ -744,5 +774,9 @@ def _print_bench(res, versions):
     if not any("autoattack" in m for m in res["models"].values()):
         print("torchattacks is not installed: no baseline")
     for name, m in res["models"].items():
-        parts = ", ".join(f"{k} {s:.0f}" for (v, k), s in m["stage_seconds"].items() if v == versions[0] and k != "total")
-        print(f"  {name}: seconds per stage of {versions[0]}: {parts}")
+        for v in (versions[0], "autoattack"):
+            parts = ", ".join(f"{k} {s:.0f}" for (w, k), s in m["stage_seconds"].items() if w == v and k != "total")
+            n = m.get("images", {}).get(v)
+            if parts or n:
+                print(f"  {name}: {v}: seconds per stage: {parts or '-'}"
+                      + (f"; images through the model {n[0]:,} ({n[1]:,} with gradients)" if n else ""))

@@ -689,3 +689,75 @@ def test_square_beats_apgd_when_gradients_are_masked(trained, norm, eps):
     acc_apgd = accuracy(m, apgd(m, x, y, eps=eps, norm=norm, steps=50, generator=g), y)
     acc_square = accuracy(m, square(m, x, y, eps=eps, norm=norm, n_queries=1000, generator=g), y)
     assert 100 * (acc_apgd - acc_square) >= 10, (acc_apgd, acc_square)
+
+
+# ---------------------------------------------------------------- speed work that must not change the attack
+
+class _NeedsContiguous(nn.Module):
+    "A CNN whose forward calls .view() on a conv output: it refuses channels-last activations."
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 8, 3), nn.Linear(8 * 6 * 6, 10)
+
+    def forward(self, x):
+        z = F.relu(self.conv(x))
+        return self.fc(z.view(len(z), -1))
+
+
+@pytest.mark.parametrize("make", [lambda: SmallCNN(), _NeedsContiguous], ids=["cnn", "needs-contiguous"])
+def test_fast_layout_same_outputs_and_restores_every_weight(make):
+    from robbook.attacks import _fast_layout
+    torch.manual_seed(0)
+    model = make().eval()
+    x = torch.rand(16, *((1, 28, 28) if isinstance(model, SmallCNN) else (3, 8, 8)))
+    before = {k: (v.data_ptr(), v.stride()) for k, v in model.named_parameters()}
+    with torch.no_grad():
+        ref = model(x)
+        with _fast_layout(model, x):
+            out = model(x)
+            convs = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+            cl = all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert cl == isinstance(model, SmallCNN)          # the model that refuses the layout keeps its own
+    assert all((v.data_ptr(), v.stride()) == before[k] for k, v in model.named_parameters())
+    assert all(w.is_contiguous() for w in convs)
+
+
+def test_fast_layout_leaves_train_mode_and_gpu_free_models_alone():
+    from robbook.attacks import _fast_layout
+    torch.manual_seed(0)
+    model = SmallCNN().train()
+    x = torch.rand(4, 1, 28, 28)
+    with _fast_layout(model, x):
+        assert all(m.weight.is_contiguous() for m in model.modules() if isinstance(m, nn.Conv2d))
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).eval()
+    w = mlp[1].weight.data_ptr()
+    with _fast_layout(mlp, x):
+        assert mlp[1].weight.data_ptr() == w
+
+
+def test_linf_candidate_with_cached_corners_is_the_same_draw():
+    "Square's per-run cache of x +- eps (clipped) gives the very candidate of the uncached computation."
+    from robbook.attacks import _linf_candidate, _linf_corners, _linf_init
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(50, 3, 9, 9)
+    x[:5] = 1.0                                         # clipping active: x + eps = x
+    xk = _linf_init(x, 0.1, g)
+    for h in (7, 3, 1):
+        a = _linf_candidate(x, xk, 0.1, h, torch.Generator().manual_seed(h))
+        b = _linf_candidate(x, xk, 0.1, h, torch.Generator().manual_seed(h), corners=_linf_corners(x, 0.1))
+        assert torch.equal(a, b)
+        assert (a != xk).flatten(1).any(1).all()       # no query is spent on the current point
+        xk = a
+
+
+def test_square_and_evaluate_restore_the_models_weights(trained):
+    "The attacks run a CNN in channels-last layout on a CPU; afterwards each weight is its original tensor again."
+    from robbook.attacks import square
+    model, x, y = trained
+    before = {k: (v.data_ptr(), v.stride()) for k, v in model.named_parameters()}
+    square(model, x[:20], y[:20], eps=0.1, n_queries=20, generator=torch.Generator().manual_seed(0))
+    evaluate_robust(model, x[:20], y[:20], eps=0.1, version="fast", steps=3, n_queries=20, checks=False)
+    apgd(model, x[:20], y[:20], eps=0.1, steps=3)
+    assert all((v.data_ptr(), v.stride()) == before[k] for k, v in model.named_parameters())
+    assert all(v.is_contiguous() for v in model.parameters())
