@@ -15,6 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .config import canonical_norm
+
 # %% auto #0
 __all__ = ['STEP_RULES', 'SQUARE_NORMS', 'attack_mode', 'StepRule', 'LinfStep', 'L2Step', 'project_l1_box', 'L1Step', 'ce_loss',
            'cw_margin_loss', 'make_step_rule', 'pgd', 'fgsm', 'deepfool', 'match_representation', 'spatial_grid_attack',
@@ -63,8 +65,10 @@ def _check_xy(x, y=None):
     if not x.is_floating_point():
         raise ValueError(f"x must be a floating-point tensor with values in [0, 1], got dtype {x.dtype}")
     if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"x must have values in [0, 1], got range [{x.min().item():.4g}, {x.max().item():.4g}]; "
-                         "attacks work on images in [0, 1] (normalisation belongs inside the model)")
+        raise ValueError(f"x must have values in [0, 1], got values from {x.min().item()!r} to {x.max().item()!r}; "
+                         "attacks work on images in [0, 1]. If your model expects normalised inputs, put the "
+                         "normalisation inside it: nn.Sequential(robbook.models.Normalize(mean, std), model), and "
+                         "pass the images in [0, 1] (uint8 images: x.float() / 255)")
     if y is not None and (not torch.is_tensor(y) or y.shape != x.shape[:1]):
         raise ValueError(f"y must be a tensor of {x.shape[0]} labels (shape [{x.shape[0]}]), "
                          f"got {tuple(getattr(y, 'shape', ())) if torch.is_tensor(y) else type(y).__name__}")
@@ -76,6 +80,18 @@ def _check_nonneg(name, v, integer=False):
             raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
     elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+
+
+def _check_eps(eps, norm, x) -> None:
+    """`eps` >= 0 and in the unit of images in [0, 1]: at most the diameter of the image cube in `norm` (1 for l_inf,
+    sqrt(D) for l2, D for l1, D values per image); a pixel-scale eps (8 for 8/255) is refused with what to write."""
+    _check_nonneg("eps", eps)
+    d = x[0].numel() if torch.is_tensor(x) and x.dim() >= 2 and len(x) else None
+    top = {"linf": 1.0, "l2": math.sqrt(d) if d else math.inf, "l1": float(d) if d else math.inf}.get(norm, math.inf)
+    if eps > top:
+        hint = f"; for {eps:g} grey levels write eps={eps:g}/255" if norm == "linf" else ""
+        raise ValueError(f"eps={eps!r} is larger than the whole image cube in {norm} ({top:.4g} for images in [0, 1]): "
+                         f"give eps in the unit of the inputs{hint}")
 
 
 def _bcast(v, like):
@@ -270,9 +286,7 @@ def cw_margin_loss(logits, y, kappa: float = 0.0, targeted: bool = False):
 # %% ../nbs/14_attacks.ipynb #dcbe2c7a
 def make_step_rule(norm: str, eps: float, alpha: float | None = None, steps: int = 10) -> StepRule:
     "The `StepRule` for `norm` (a key of `STEP_RULES`), with `alpha=None` meaning $2.5\\,\\epsilon/$`steps`."
-    key = norm.lower() if isinstance(norm, str) else norm
-    if key not in STEP_RULES:
-        raise ValueError(f"unknown norm {norm!r}; allowed values: {sorted(STEP_RULES)}")
+    key = canonical_norm(norm)                    # "inf", "Linf", "L2", 2, ... as everywhere in robbook
     _check_nonneg("eps", eps)
     _check_nonneg("steps", steps, integer=True)
     if alpha is None:
@@ -352,6 +366,7 @@ def pgd(model, x, y, *, eps: float, alpha: float | None = None, steps: int = 10,
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
         raise ValueError(f"restarts must be an integer >= 1, got {restarts!r}")
     _check_xy(x, y)
+    _check_eps(eps, canonical_norm(norm), x)
     x, y = x.detach(), y.detach().to(x.device)
     loss_fn = loss if loss is not None else ce_loss
     with attack_mode(model, model_mode):
@@ -686,6 +701,7 @@ def square(model, x, y, *, eps: float, norm: str = "linf", n_queries: int = 5000
     - `model_mode`, `generator`: as in `pgd`; `progress`: a bar over the queries (default: for big runs).
 
     >>> x_adv = square(model, x, y, eps=8/255, n_queries=1000)"""
+    norm = canonical_norm(norm)
     if norm not in SQUARE_NORMS:
         raise ValueError(f"norm={norm!r} is not supported by square; allowed values: {list(SQUARE_NORMS)} "
                          "(for l1 use robbook.attacks.pgd)")
@@ -695,6 +711,7 @@ def square(model, x, y, *, eps: float, norm: str = "linf", n_queries: int = 5000
     if isinstance(p_init, bool) or not isinstance(p_init, (int, float)) or not 0 < p_init <= 1:
         raise ValueError(f"p_init must be a number in (0, 1], got {p_init!r}")
     _check_xy(x, y)
+    _check_eps(eps, norm, x)
     if x.dim() != 4:
         raise ValueError(f"square needs images [N, C, H, W], got shape {tuple(x.shape)}")
     x, y = x.detach(), y.detach().to(x.device)

@@ -17,7 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attacks import (_bcast, _check_nonneg, _check_xy, _fast_layout, _rand, _square_run, attack_mode,
+from .config import canonical_norm
+from .attacks import (_bcast, _check_eps, _check_nonneg, _check_xy, _fast_layout, _rand, _square_run, attack_mode,
                              make_step_rule, pgd)
 
 # %% auto #0
@@ -230,8 +231,10 @@ def apgd(model, x, y, *, eps: float, norm: str = "linf", loss: str | Callable = 
     - Per example the result is the first misclassifying iterate found, else the one of highest loss;
       `return_fooled=True` also returns that boolean mask (points misclassified clean count as fooled).
     - `model_mode`, `generator`: as in `pgd`."""
+    norm = canonical_norm(norm)
     _check_apgd_args(norm, loss, steps, restarts, n_target_classes, rho, eps)
     _check_xy(x, y)
+    _check_eps(eps, norm, x)
     x, y = x.detach(), y.detach().to(x.device)
     with attack_mode(model, model_mode), _fixed_conv_algorithms(), _fast_layout(model, x):
         out, fooled = _apgd(model, x, y, eps=eps, norm=norm, loss=loss, steps=steps, restarts=restarts,
@@ -576,8 +579,7 @@ def evaluate_robust(model, x, y=None, *, norm: str = "linf", eps: float, version
     - `checks`: run the sanity checks on at most `check_n` points each; `keep_adv`: keep the attacked points.
     - `seed`: the random starts and the checks' samples; the model runs in `model_mode` and is restored."""
     _check_nonneg("eps", eps)
-    if norm not in ("linf", "l2", "l1"):
-        raise ValueError(f"norm={norm!r} is not allowed; allowed values: ['linf', 'l2', 'l1']")
+    norm = canonical_norm(norm)                  # "inf", "Linf", "L2", 2, ... as everywhere in robbook
     if norm == "l1" and isinstance(version, str) and version != "pgd":
         raise ValueError("norm='l1' needs version='pgd' (APGD is implemented for 'linf' and 'l2')")
     if n_queries is not None and (isinstance(n_queries, bool) or not isinstance(n_queries, int) or n_queries < 0):
@@ -588,6 +590,7 @@ def evaluate_robust(model, x, y=None, *, norm: str = "linf", eps: float, version
     device = _model_device(model)
     x, y = _as_tensors(x, y, device)
     _check_xy(x, y)
+    _check_eps(eps, norm, x)                     # eps in the unit of the images: 8/255, not 8
     t_start = time.perf_counter()
     with attack_mode(model, model_mode), _fixed_conv_algorithms(), _fast_layout(model, x):
         if _batch_dependent(model):

@@ -393,3 +393,39 @@ def test_conv_autotuning_off_while_attacking_and_restored():
         assert torch.backends.cudnn.benchmark is True
     finally:
         torch.backends.cudnn.benchmark = old
+
+
+# ---------- inputs checked at the boundary (issue #22) ----------
+
+def _linear_model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 4 * 4, 10)).eval()
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x, y: evaluate_robust(m, x, y, norm="linf", eps=8),
+    lambda m, x, y: pgd(m, x, y, eps=8),
+    lambda m, x, y: apgd(m, x, y, eps=8, norm="linf"),
+    lambda m, x, y: __import__("robbook.attacks").attacks.square(m, x, y, eps=6.0, norm="l2")])   # sqrt(32) < 6
+def test_an_eps_outside_the_image_cube_is_refused_with_what_to_write(call):
+    "An eps in pixel units (8 for 8/255) used to run and report 0 % robust with nothing suspicious."
+    m, x, y = _linear_model(), torch.rand(4, 2, 4, 4), torch.randint(0, 10, (4,))
+    with pytest.raises(ValueError, match="unit of the inputs"):
+        call(m, x, y)
+
+
+def test_norm_aliases_are_accepted_alike():
+    m, x, y = _linear_model(), torch.rand(4, 2, 4, 4), torch.randint(0, 10, (4,))
+    for alias, norm in (("inf", "linf"), ("Linf", "linf"), ("L2", "l2"), (2, "l2")):
+        g = lambda: torch.Generator().manual_seed(0)
+        assert torch.equal(pgd(m, x, y, eps=0.1, norm=alias, generator=g()), pgd(m, x, y, eps=0.1, norm=norm, generator=g()))
+        a = evaluate_robust(m, x, y, norm=alias, eps=0.1, version="pgd", checks=False, progress=False)
+        assert a.accuracy == evaluate_robust(m, x, y, norm=norm, eps=0.1, version="pgd", checks=False, progress=False).accuracy
+
+
+def test_the_range_error_shows_the_offending_value_and_how_to_normalise():
+    m, y = _linear_model(), torch.randint(0, 10, (4,))
+    x = torch.full((4, 2, 4, 4), 0.5)
+    x[0, 0, 0, 0] = 1.0001
+    with pytest.raises(ValueError, match=r"1\.000(09|1).*Normalize"):
+        pgd(m, x, y, eps=0.1)
