@@ -15,7 +15,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .config import canonical_norm
+from . import transforms
+from .config import canonical_norm, get_device
+from .models import build_model
+from .transforms import random_rotate_translate
 
 # %% auto #0
 __all__ = ['STEP_RULES', 'SQUARE_NORMS', 'attack_mode', 'StepRule', 'LinfStep', 'L2Step', 'project_l1_box', 'L1Step', 'ce_loss',
@@ -454,7 +457,6 @@ def match_representation(feature_fn: Callable, target_rep, x_start, *, steps: in
     target = target_rep.detach().to(x_start.device).flatten(1)
     if target.shape[0] != x_start.shape[0]:
         raise ValueError(f"target_rep has {target.shape[0]} rows but x_start has {x_start.shape[0]} images")
-    from tqdm.auto import tqdm
 
     def dist(xr):
         return (feature_fn(xr).flatten(1) - target).norm(dim=1)
@@ -502,7 +504,6 @@ def spatial_grid_attack(model, x, y, *, max_deg: float, max_frac: float, n_angle
     followed by translations (`n_trans` shifts evenly spaced in [-max_frac, max_frac] of the size, in
     each of x and y): `n_angles * n_trans**2` transforms, plus the identity. `n_angles=1` or `n_trans=1`
     means no rotation / no translation."""
-    from robbook import transforms
     for name, n in (("n_angles", n_angles), ("n_trans", n_trans)):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
@@ -533,7 +534,6 @@ def random_spatial_attack(model, x, y, *, max_deg: float, max_frac: float, k: in
     """Worst of `k` random rotation + translation draws per example (angles uniform in
     [-max_deg, max_deg], shifts uniform in [-max_frac, max_frac]; `robbook.transforms.random_rotate_translate`).
     With `k=1` this is the random transformation of Kamath et al.'s invariance profiles."""
-    from robbook.transforms import random_rotate_translate
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
     _check_nonneg("max_deg", max_deg)
@@ -753,11 +753,9 @@ def benchmark(batch: int = 256, device: str = "cpu", steps: int = 10, eps: float
     returns the numbers (`ratio` = robbook / torchattacks). `compile=True` also times `pgd` on
     `torch.compile(model)` and, on CUDA, on `torch.compile(model, mode="reduce-overhead")` (CUDA graphs:
     small models are launch-bound on a GPU); every attack takes such a compiled model as it is."""
-    from robbook.config import get_device
     dev = get_device(device)
     torch.manual_seed(0)
     try:
-        from robbook.models import build_model
         model, model_name = build_model("mnist_cnn", num_classes=10, in_channels=1), "robbook.models mnist_cnn"
     except Exception:
         model, model_name = _BenchCNN(), "small CNN (robbook.models unavailable)"
@@ -812,14 +810,3 @@ def benchmark(batch: int = 256, device: str = "cpu", steps: int = 10, eps: float
         else:
             print("torchattacks is not installed: no baseline")
     return res
-
-# %% ../nbs/14_attacks.ipynb #16806816
-_FROM_EVALUATE = ("apgd", "evaluate_robust", "RobustEval", "dlr_loss", "dlr_targeted_loss", "VERSIONS")
-
-
-def __getattr__(name: str):
-    "Names of `robbook.evaluate` (imported on first use: that module imports this one)."
-    if name in _FROM_EVALUATE:
-        from robbook import evaluate
-        return getattr(evaluate, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,21 @@
 """Speed benchmarks (`python -m robbook bench attacks|train|eval`): they print ratios, never assert times."""
 from __future__ import annotations
 
+import contextlib
+import inspect
 import sys
+import time
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .attacks import benchmark as attack_benchmark
+from .config import get_device
+from .data import load, random_subset
+from .evaluate import _predict_all, evaluate_robust
+from .train import TrainConfig, train
+from .train import benchmark as train_benchmark
 
 
 def main(argv=None) -> int:
@@ -15,13 +29,7 @@ def main(argv=None) -> int:
     if not argv or argv[0] not in ("attacks", "train", "eval"):
         print(usage, file=sys.stderr)
         return 2
-    if argv[0] == "attacks":
-        from robbook.attacks import benchmark
-    elif argv[0] == "eval":
-        from robbook.evaluate import benchmark
-    else:
-        from robbook.train import benchmark
-    import inspect
+    benchmark = {"attacks": attack_benchmark, "eval": eval_benchmark, "train": train_benchmark}[argv[0]]
     params = inspect.signature(benchmark).parameters
     kw, rest = {}, argv[1:]
     while rest:
@@ -42,7 +50,152 @@ def main(argv=None) -> int:
     return 0
 
 # %% auto #0
-__all__ = ['main']
+__all__ = ['BENCH_MODELS', 'main', 'eval_benchmark']
+
+# %% ../nbs/19b_bench.ipynb #a03eb0c7
+BENCH_MODELS = {   # name: (TrainConfig method settings, norm, eps); kamath_stdcnn on 4000 Fashion-MNIST images
+    "pgd-linf-0.2": (dict(method="pgd", norm="linf", eps=0.2), "linf", 0.2),        # Tsipras smoke PGD model
+    "trades-linf-0.1": (dict(method="trades", norm="linf", eps=0.1, beta=6.0), "linf", 0.1),   # Kamath TRADES
+    "pgd-l2-1.0": (dict(method="pgd", norm="l2", eps=1.0), "l2", 1.0),             # Ilyas robust source
+}
+
+
+def _bench_model(device, seed=0, name="pgd-linf-0.2"):
+    "An adversarially trained `kamath_stdcnn` of `BENCH_MODELS` (4 epochs, PGD-5 / TRADES-5), from robbook's cache."
+    if name not in BENCH_MODELS:
+        raise ValueError(f"model {name!r} is not a benchmark model; allowed values: {list(BENCH_MODELS)}")
+    data = random_subset(load("fashion_mnist", "train"), 4000, seed=seed)
+    cfg = TrainConfig(model="kamath_stdcnn", num_classes=10, epochs=4, batch_size=50, lr=0.003, optimizer="adam",
+                      weight_decay=0.0, steps=5, seed=seed, amp=False, **BENCH_MODELS[name][0])
+    return train(cfg, data, device=str(device), progress=False).model.eval()
+
+
+def _timed(fn, dev):
+    if dev.type == "cuda": torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    out = fn()
+    if dev.type == "cuda": torch.cuda.synchronize(dev)
+    return out, time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def _counting(model, counts, key):
+    "Add the images `model` sees to `counts[key]` = [all, with gradients on] (a forward hook, removed on exit)."
+    c = counts.setdefault(key, [0, 0])
+
+    def hook(module, inp, out):
+        c[0] += len(inp[0])
+        c[1] += len(inp[0]) if torch.is_grad_enabled() else 0
+    h = model.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        h.remove()
+
+
+def _stage_timer(forward, key, stage_sec, dev):
+    "Wrap a torchattacks attack's `forward` so that its seconds add to `stage_sec[key]`."
+    def run(*a, **kw):
+        out, t = _timed(lambda: forward(*a, **kw), dev)
+        stage_sec[key] = stage_sec.get(key, 0.0) + t
+        return out
+    return run
+
+
+def _bench_one(model, x, y, norm, eps, versions, chunk, dev, aa_cls):
+    """Per chunk of `chunk` points, interleaved: ours (each version) then AutoAttack, so that both see the same
+    machine load. Returns per-example robust masks, summed seconds (in total and per stage) and the images
+    each evaluation passed through the model ([all, with gradients])."""
+    rob = {v: [] for v in (*versions, "pgd", "autoattack")}
+    sec = dict.fromkeys(rob, 0.0)
+    stage_sec, images = {}, {}
+    for i in tqdm(range(0, len(x), chunk), desc=f"bench eval", leave=False):
+        xs, ys = x[i:i + chunk], y[i:i + chunk]
+        for v in (*versions, "pgd"):                     # PGD-20: what the book reported before
+            with _counting(model, images, v):
+                r, t = _timed(lambda: evaluate_robust(model, xs, ys, norm=norm, eps=eps, version=v, progress=False,
+                                                      checks=False, steps=20 if v == "pgd" else None), dev)
+            rob[v].append(r.robust)
+            sec[v] += t
+            for k, s in r.seconds.items():
+                stage_sec[(v, k)] = stage_sec.get((v, k), 0.0) + s
+        if aa_cls is not None:
+            aa = aa_cls(model, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps, version="standard", n_classes=10,
+                        seed=0)
+            for atk in getattr(getattr(aa, "_autoattack", None), "attacks", ()):   # its stages, timed one by one
+                atk.forward = _stage_timer(atk.forward, ("autoattack", type(atk).__name__), stage_sec, dev)
+            with _counting(model, images, "autoattack"):
+                xa, t = _timed(lambda: aa(xs, ys), dev)
+            with torch.no_grad():
+                rob["autoattack"].append((model(xa).argmax(1) == ys).cpu())
+            sec["autoattack"] += t
+    with torch.no_grad():
+        clean = (_predict_all(model, x, 500) == y).float().mean().item()
+    return {k: torch.cat(v) for k, v in rob.items() if v}, sec, stage_sec, clean, images
+
+
+def eval_benchmark(n: int = 500, device: str = "cpu", models: Sequence[str] = tuple(BENCH_MODELS),
+              versions: Sequence[str] = ("standard", "fast"), chunk: int = 100, show: bool = True) -> dict:
+    """Robust accuracy and seconds of `evaluate_robust` (each of `versions`, and PGD-20) and of torchattacks'
+    `AutoAttack(version="standard")` on each of `models` (`BENCH_MODELS`) and the same `n` Fashion-MNIST test points,
+    interleaved per chunk. Per model: `disagree` = (points AutoAttack breaks and ours not, ours breaks and it not);
+    `ratio_<version>` = AutoAttack's time / ours (how many times faster)."""
+    bad = [m for m in models if m not in BENCH_MODELS]
+    if bad:
+        raise ValueError(f"models {bad} are not benchmark models; allowed values: {list(BENCH_MODELS)}")
+    try:
+        import torchattacks   # optional: the test oracle, installed without dependencies
+        aa_cls = torchattacks.AutoAttack
+    except ImportError:
+        aa_cls = None
+    dev = get_device(device)
+    test = random_subset(load("fashion_mnist", "test"), n, seed=0)
+    x, y = test.float().to(dev), test.y.to(dev)
+    res = {"n": n, "device": str(dev), "threads": torch.get_num_threads(), "models": {}}
+    for name in models:
+        model = _bench_model(dev, name=name)
+        _, norm, eps = BENCH_MODELS[name]
+        rob, sec, stage_sec, clean, images = _bench_one(model, x, y, norm, eps, versions, chunk, dev, aa_cls)
+        m = {"norm": norm, "eps": eps, "clean": clean, "stage_seconds": stage_sec, "images": images}
+        for v, r in rob.items():
+            m[v] = {"robust_accuracy": r.float().mean().item(), "seconds": sec[v], "robust": r}
+        if "autoattack" in rob:
+            ref = rob["autoattack"]
+            for v in versions:
+                m[v]["disagree"] = (int((rob[v] & ~ref).sum()), int((~rob[v] & ref).sum()))
+                m[f"ratio_{v}"] = sec["autoattack"] / sec[v]
+        res["models"][name] = m
+    if show:
+        _print_bench(res, versions)
+    return res
+
+
+def _print_bench(res, versions):
+    print(f"robust accuracy (%) on {res['n']} Fashion-MNIST test images, {res['device']} ({res['threads']} torch "
+          "threads), ours and torchattacks' AutoAttack (standard) interleaved per chunk of points.")
+    print("disagree a/b: a points AutoAttack breaks and ours does not, b points ours breaks and AutoAttack does not.")
+    head = f"{'model':<17}{'norm eps':>10}{'clean':>7}{'AA':>7}{'AA s':>7}"
+    for v in versions:
+        head += f"{v:>10}{'s':>7}{'disagree':>10}{'AA/ours':>9}"
+    print(head + f"{'PGD-20':>8}")
+    for name, m in res["models"].items():
+        line = f"{name:<17}{m['norm'] + ' ' + format(m['eps'], 'g'):>10}{100 * m['clean']:>7.1f}"
+        aa = m.get("autoattack")
+        line += f"{100 * aa['robust_accuracy']:>7.1f}{aa['seconds']:>7.0f}" if aa else f"{'-':>7}{'-':>7}"
+        for v in versions:
+            d, ratio = m[v].get("disagree"), m.get(f"ratio_{v}")
+            line += (f"{100 * m[v]['robust_accuracy']:>10.1f}{m[v]['seconds']:>7.0f}"
+                     f"{f'{d[0]}/{d[1]}' if d else '-':>10}{f'{ratio:.2f}x' if ratio else '-':>9}")
+        print(line + f"{100 * m['pgd']['robust_accuracy']:>8.1f}")
+    if not any("autoattack" in m for m in res["models"].values()):
+        print("torchattacks is not installed: no baseline")
+    for name, m in res["models"].items():
+        for v in (versions[0], "autoattack"):
+            parts = ", ".join(f"{k} {s:.0f}" for (w, k), s in m["stage_seconds"].items() if w == v and k != "total")
+            n = m.get("images", {}).get(v)
+            if parts or n:
+                print(f"  {name}: {v}: seconds per stage: {parts or '-'}"
+                      + (f"; images through the model {n[0]:,} ({n[1]:,} with gradients)" if n else ""))
 
 # %% ../nbs/19b_bench.ipynb #e15880e8
 #| eval: false

@@ -14,7 +14,7 @@ import pickle
 import random
 import struct
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -746,3 +746,79 @@ class Loader:
         return (f"Loader({self.data!r}, batch_size={self.batch_size}, {len(self)} batches, device={self.device}, "
                 f"shuffle={self.shuffle}, augment={getattr(self.augment, '__name__', self.augment)}, "
                 f"rank={self.rank}/{self.world_size})")
+
+# %% ../nbs/12_data.ipynb #b4tch3lp
+# Batches of any data form the package's functions accept (ImageData, (x, y) tensors, a Loader or
+# DataLoader of batches): what metrics and evaluate_robust iterate over.
+def _is_image_data(data) -> bool:
+    return isinstance(getattr(data, "x", None), torch.Tensor) and isinstance(getattr(data, "y", None), torch.Tensor)
+
+
+def _is_tensor_tuple(data) -> bool:
+    return isinstance(data, (tuple, list)) and len(data) >= 2 and all(isinstance(t, torch.Tensor) for t in data[:2])
+
+
+def _columns(data) -> list | None:
+    "The tensors `[x, y, *rest]` of an `ImageData` or an `(x, y, ...)` tuple; None for a loader."
+    if _is_image_data(data):
+        return [data.x, data.y]
+    if _is_tensor_tuple(data):
+        return list(data)
+    return None
+
+
+def _num_samples(data) -> int | None:
+    cols = _columns(data)
+    return len(cols[0]) if cols is not None else None
+
+
+def _num_batches(data, batch_size: int) -> int | None:
+    n = _num_samples(data)
+    if n is not None:
+        return math.ceil(n / batch_size)
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    "uint8 images to float in [0, 1]; float images unchanged."
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
+def _batches(data, batch_size: int, device, extra=None) -> Iterator[tuple]:
+    """Yield `(x, y, e)` on `device`, `x` float in [0, 1].
+
+    `e` is the per-sample side information a metric needs (masks, group ids): `extra` sliced like
+    the data when it is a tensor, `extra(x, y)` when it is a callable, else the batch's third
+    element (or None)."""
+    cols = _columns(data)
+    if cols is None and isinstance(data, torch.utils.data.Dataset):
+        raise TypeError(f"got a torch Dataset ({type(data).__name__}), which yields single samples: pass an ImageData "
+                        "(e.g. FolderDataset.load_all()), a Loader / DataLoader of batches, or (x, y) tensors")
+    aligned = isinstance(extra, torch.Tensor)
+    if cols is not None:
+        n = len(cols[0])
+        if aligned:
+            cols = cols[:2] + [extra]
+        for c in cols:
+            if len(c) != n:
+                raise ValueError(f"data tensors disagree in length: {[len(c) for c in cols]}")
+        batches = ([c[i:i + batch_size] for c in cols] for i in range(0, n, batch_size))
+    else:
+        if aligned:
+            raise TypeError("per-sample side information (masks, groups) given as a tensor needs the data as an "
+                            "ImageData or an (x, y) tuple; with a Loader, pass a callable `f(x, y)` or "
+                            "let the loader yield (x, y, extra) batches")
+        batches = (list(b) for b in data)
+    for b in batches:
+        x, y = _as_float(b[0].to(device, non_blocking=True)), b[1].to(device, non_blocking=True)
+        if callable(extra) and not aligned:
+            e = extra(x, y)
+        else:
+            e = b[2] if len(b) > 2 else None
+        if isinstance(e, torch.Tensor):
+            e = e.to(device, non_blocking=True)
+        yield x, y, e
+

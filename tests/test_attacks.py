@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from _helpers import SmallCNN, lp
-from robbook.attacks import (STEP_RULES, L1Step, apgd, attack_mode, cw_margin_loss, deepfool, evaluate_robust, fgsm,
-                             make_step_rule, match_representation, pgd, project_l1_box)
+from robbook.attacks import (STEP_RULES, L1Step, attack_mode, cw_margin_loss, deepfool, fgsm, make_step_rule,
+                             match_representation, pgd, project_l1_box)
+from robbook.evaluate import apgd, evaluate_robust
 
 NORMS = ["linf", "l2", "l1"]
 FMNIST = Path(os.environ.get("ROBBOOK_FMNIST", "/usr/share/datasets/fashion-mnist"))

@@ -8,8 +8,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from _helpers import SmallCNN as _SmallCNN, lp
-from robbook.attacks import apgd, evaluate_robust, pgd
-from robbook.evaluate import RobustEval, _checkpoint_lengths, dlr_loss, dlr_targeted_loss
+from robbook.attacks import pgd
+from robbook.evaluate import RobustEval, apgd, evaluate_robust, _checkpoint_lengths, dlr_loss, dlr_targeted_loss
 
 NORM_EPS = {"linf": 0.1, "l2": 1.0, "l1": 4.0}
 PARITY_TOL = 3          # points; see test_standard_at_parity_with_autoattack
@@ -352,11 +352,11 @@ def test_early_stopping_changes_nothing(toy):
 
 
 def test_benchmark_prints_parity_and_ratio(monkeypatch, capsys):
-    import robbook.evaluate as ev
+    import robbook.bench as ev
     torch.manual_seed(0)
     net = SmallCNN(width=4).eval()
     monkeypatch.setattr(ev, "_bench_model", lambda device, seed=0, name=None: net)
-    res = ev.benchmark(n=8, chunk=4, models=("pgd-linf-0.2", "pgd-l2-1.0"), versions=("fast",))
+    res = ev.eval_benchmark(n=8, chunk=4, models=("pgd-linf-0.2", "pgd-l2-1.0"), versions=("fast",))
     out = capsys.readouterr().out
     assert "pgd-linf-0.2" in out and "pgd-l2-1.0" in out and "PGD-20" in out and "disagree" in out
     for m in res["models"].values():
@@ -366,7 +366,7 @@ def test_benchmark_prints_parity_and_ratio(monkeypatch, capsys):
             assert 8 * (m["fast"]["robust_accuracy"] - m["autoattack"]["robust_accuracy"]) == pytest.approx(a - b)
             assert m["ratio_fast"] == pytest.approx(m["autoattack"]["seconds"] / m["fast"]["seconds"])
     with pytest.raises(ValueError, match="allowed values"):
-        ev.benchmark(n=8, models=("resnet",))
+        ev.eval_benchmark(n=8, models=("resnet",))
 
 
 def test_conv_autotuning_off_while_attacking_and_restored():
