@@ -720,7 +720,8 @@ def page_jobs(device: str | None, n_pages: int, jobs: int | None = None,
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ParameterError(f"jobs must be a positive integer (pages executed at once), got {jobs!r}")
     gpu = device not in (None, "cpu")
-    cpus = cpus or os.cpu_count() or 1
+    # the cores this process may run on (a container's cpuset), not the host's count
+    cpus = cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) or 1
     jobs = max(1, min(jobs or (1 if gpu else min(4, cpus)), max(n_pages, 1)))
     return jobs, (None if gpu else max(1, cpus // jobs))
 

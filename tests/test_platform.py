@@ -351,7 +351,12 @@ def test_profiles_side_by_side(tmp_path):
     assert good != before and json.loads(js.read_text())["provenance"]["started"] == good
 
 
-def test_page_jobs_share_the_cores_on_a_cpu_and_run_one_page_on_a_gpu():
+def test_page_jobs_share_the_cores_on_a_cpu_and_run_one_page_on_a_gpu(monkeypatch):
+    if hasattr(run.os, "sched_getaffinity"):      # a container's cpuset, not the host's core count
+        monkeypatch.setattr(run.os, "cpu_count", lambda: 64)
+        monkeypatch.setattr(run.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+        assert run.page_jobs("cpu", 20) == (3, 1)
+        monkeypatch.undo()
     assert run.page_jobs("cpu", 20, cpus=2) == (2, 1)          # two pages, one thread each
     assert run.page_jobs("cpu", 20, cpus=16) == (4, 4)
     assert run.page_jobs("cpu", 1, cpus=16) == (1, 16)         # never more workers than pages
