@@ -174,7 +174,7 @@ class StepRule:
 
 
 class LinfStep(StepRule):
-    "$\\ell_\\infty$ PGD: $\\delta + \\alpha\\,\\mathrm{sign}(g)$, exact projection onto the box (eq. pgd-step)."
+    "$\\ell_\\infty$ PGD: $\\delta + \\alpha\\,\\mathrm{sign}(g)$, exact projection onto the box (Madry et al. 2018, Sec. 2.1)."
     name, p = "linf", float("inf")
 
     def random_start(self, x, generator=None):
@@ -209,7 +209,7 @@ class L2Step(StepRule):
 
 def project_l1_box(v, eps: float, lo, hi):
     """Exact Euclidean projection of each example (row) of `v` onto $\\{\\delta : \\|\\delta\\|_1 \\le \\epsilon,
-    lo \\le \\delta \\le hi\\}$, for `lo <= 0 <= hi` (eq. l1-proj). All tensors of shape [N, ...]."""
+    lo \\le \\delta \\le hi\\}$, for `lo <= 0 <= hi` (exact, by sorting; derived on the attacks page of the book). All tensors of shape [N, ...]."""
     shape = v.shape
     v, lo, hi = v.flatten(1), lo.expand(shape).flatten(1), hi.expand(shape).flatten(1)
     a = v.abs()
@@ -352,7 +352,7 @@ def pgd(model, x, y, *, eps: float, alpha: float | None = None, steps: int = 10,
         random_start: bool = True, targeted: bool = False, loss: Callable | None = None,
         restarts: int = 1, use_best: bool = True, model_mode: str | None = "eval",
         generator: torch.Generator | None = None):
-    """Projected gradient descent (Madry et al. 2018, eq. pgd-step) in the `norm` ball of radius `eps`
+    """Projected gradient descent (Madry et al. 2018, Sec. 2.1) in the `norm` ball of radius `eps`
     around `x` (images in [0, 1]), returning adversarial images in that ball and in [0, 1].
 
     - `norm`: `"linf"`, `"l2"` or `"l1"` (the keys of `STEP_RULES`).

@@ -49,7 +49,7 @@ APGD_LOSSES = ("ce", "dlr", "dlr-targeted")
 
 
 def _apgd_direction(norm, g):
-    "The steepest-ascent direction s(g) of eq. apgd-step: sign for linf, the unit-l2 vector for l2."
+    "The steepest-ascent direction s(g) of the APGD step (Croce & Hein 2020, Alg. 1): sign for linf, the unit-l2 vector for l2."
     if norm == "linf":
         return g.sign()
     return g / _bcast(g.flatten(1).norm(dim=1).clamp_min(1e-12), g)
@@ -67,7 +67,7 @@ def _apgd_start(x, eps, norm, generator):
 
 
 def _checkpoint_lengths(steps):
-    "Lengths w_j - w_{j-1} of the intervals between checkpoints (eq. apgd-checkpoints), as in the reference code."
+    "Lengths w_j - w_{j-1} of the intervals between checkpoints (Croce & Hein 2020, Sec. 3.2), as in the reference code."
     k, dec, kmin = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
     while True:
         yield k
@@ -221,7 +221,7 @@ def _check_classes(loss, num_classes):
 def apgd(model, x, y, *, eps: float, norm: str = "linf", loss: str | Callable = "ce", steps: int = 100,
          restarts: int = 1, n_target_classes: int = 9, rho: float = 0.75, model_mode: str | None = "eval",
          generator: torch.Generator | None = None, return_fooled: bool = False):
-    """Auto-PGD (Croce & Hein 2020, Alg. 1, eqs. apgd-step, apgd-checkpoints) in the `norm` ball of
+    """Auto-PGD (Croce & Hein 2020, Alg. 1 and Sec. 3.2) in the `norm` ball of
     radius `eps` around `x` (images in [0, 1]); returns adversarial images in that ball and in [0, 1].
 
     - `norm`: `"linf"` or `"l2"`.
@@ -330,7 +330,7 @@ def _stages(version, norm, eps, num_classes, steps, restarts, n_target_classes, 
 # %% ../nbs/14b_evaluate.ipynb #5ae4de58
 @dataclass(repr=False)
 class RobustEval:
-    "The result of `evaluate_robust`: robust accuracy (eq. worst-case), per-example outcomes, per-attack accuracies, flags."
+    "The result of `evaluate_robust`: robust accuracy (the per-example worst case over the attacks), per-example outcomes, per-attack accuracies, flags."
     accuracy: float                      # worst case over the attacks, a fraction
     robust: torch.Tensor                 # bool [N]: correct and survived every attack
     per_attack: dict                     # accuracy after each stage: {"clean": .., "apgd-ce": .., ...}
@@ -567,7 +567,7 @@ def evaluate_robust(model, x, y=None, *, norm: str = "linf", eps: float, version
                     n_queries: int | None = None, alpha: float | None = None, batch_size: int = 500, seed: int = 0, checks: bool = True,
                     check_n: int = 64, keep_adv: bool = False, progress: bool | None = None,
                     model_mode: str | None = "eval") -> RobustEval:
-    """Robust accuracy as the per-example worst case over a sequence of attacks (eq. worst-case; Croce & Hein
+    """Robust accuracy as the per-example worst case over a sequence of attacks (Croce & Hein
     2020), each run only on the points still robust, in batches of `batch_size`, with sanity flags.
 
     - `x, y`: images in [0, 1] and labels, or `x` an `ImageData`, a `Loader` or an `(x, y)` tuple.

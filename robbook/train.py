@@ -364,7 +364,7 @@ def _attack_bn(model: nn.Module, mode: str):
 
 
 def _pgd_examples(cfg: TrainConfig, model: nn.Module, x, y):
-    "PGD examples of `(x, y)` for training (eq. pgd-at), last iterate, BatchNorm as `cfg.attack_bn`."
+    "PGD examples of `(x, y)` for training (the inner maximisation of Madry et al. 2018, Sec. 2), last iterate, BatchNorm as `cfg.attack_bn`."
     with _attack_bn(model, cfg.attack_bn):
         return pgd(model, x, y, eps=cfg.eps, alpha=cfg.step_size, steps=cfg.steps, norm=cfg.norm,
                    random_start=cfg.random_start, use_best=False, model_mode=None).detach()

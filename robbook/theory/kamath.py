@@ -146,7 +146,7 @@ def shift_correlation(c, j: int, m: int = 1) -> float:
 
 def bayes_accuracy(c, p: float, j: int = 0, m: int = 1) -> float:
     """Exact accuracy of the Bayes classifier f* of *Kamath et al., Prop. 1* (optimal for unshifted data) on
-    r_j(X), eq. (kamath-bayes): p Phi(2 rho_j + L/4) + (1-p) Phi(2 rho_j - L/4), L = log(p/(1-p)); j=0: its accuracy."""
+    r_j(X) (Kamath et al., Sec. 3; derived in the book's Kamath chapter): p Phi(2 rho_j + L/4) + (1-p) Phi(2 rho_j - L/4), L = log(p/(1-p)); j=0: its accuracy."""
     p = _check_p(p)
     rho = shift_correlation(c, j, m)
     L = np.log(p / (1 - p))
@@ -196,7 +196,7 @@ class LinearClassifier:
         return -eps * np.asarray(y, float)[:, None] * np.sign(wt)[None, :]
 
     def accuracy(self, c, p: float, j: int = 0, m: int = 1, eps: float = 0.0) -> float:
-        "Exact Pr[f(r_j(X) + worst delta) = Y], eq. (kamath-linear); eps = 0 and j = 0: the standard accuracy."
+        "Exact Pr[f(r_j(X) + worst delta) = Y] (derived in the book's Kamath chapter); eps = 0 and j = 0: the standard accuracy."
         c, p = _check_code(c), _check_p(p)
         w = np.asarray(self.w, float)
         d = len(c)

@@ -14,8 +14,8 @@ __all__ = ['C1', 'C2', 'norm_p', 'dual_exponent', 'sigma_theta', 'standard_loss'
            'expected_shifted_standard_loss']
 
 # %% ../../nbs/04_moayeri.ipynb #0a2bed0b
-C1 = float(np.sqrt(2 / np.pi))   # E|Z| for Z ~ N(0, 1)
-C2 = 1.0 - C1 ** 2
+C1 = float(np.sqrt(2 / np.pi))   # E|Z| for Z ~ N(0, 1): the mean of the half-normal in Theorem 1
+C2 = 1.0 - C1 ** 2               # Var|Z|; in this module `p` is the attack's norm (1, 2 or inf), not a probability
 
 
 def norm_p(p) -> float:

@@ -49,7 +49,7 @@ def robust_margin(w, b, X, y, eps: float = 0.0, attack_x1: bool = True) -> np.nd
 
 def linear_accuracy(w, b: float, p: float, eta: float, eps: float = 0.0, attack_x1: bool = True) -> float:
     """Exact accuracy on D (eq. 3) of sign(w.x + b) under the worst l_inf perturbation of size `eps`
-    (eps=0: standard accuracy), by averaging eq. (lin-acc) over the four cases of (y*x_1, y)."""
+    (eps=0: standard accuracy), by averaging the accuracy of a linear classifier on D (Tsipras et al. 2019, Sec. 2.1; derived in the book's chapter) over the four cases of (y*x_1, y)."""
     w = np.asarray(w, float)
     w1, u = w[0], w[1:]
     l1 = np.abs(u).sum() + (abs(w1) if attack_x1 else 0.0)
@@ -127,7 +127,12 @@ def svm_population(p: float, eta: float, d: int, eps_train: float = 0.0, eps_eva
     the standard (eps_train=0) or l_inf adversarial hinge loss, reduced by symmetry to weights
     r*(cos t, sin t) with r*sin(t)/sqrt(d) on each weak feature. `constraint="sphere"`: ||w||_2 = 1
     (r = 1, the paper's problem); `"ball"`: ||w||_2 <= 1, the convex problem `fit_svm` solves on
-    samples (compare those two). Accuracies are exact; `eps_eval` defaults to 2*eta."""
+    samples (compare those two). Accuracies are exact; `eps_eval` defaults to 2*eta.
+
+    Returns a dict: the inputs (`p`, `eta`, `d`, `eps_train`, `eps_eval`, `constraint`); the solution `norm` = r,
+    `w1` (weight on the robust feature x_1), `v` (total weight on the d weak features), `weak_weight` = v / sqrt(d)
+    (each weak feature's weight), `weak_l1` = |v| sqrt(d); `margin_loss` (the minimised hinge loss) and the exact
+    `std_accuracy` and `adv_accuracy` (at `eps_eval`). Here `p` is the probability that x_1 = y."""
     if constraint not in ("sphere", "ball"):
         raise ValueError(f"constraint must be 'sphere' (||w|| = 1) or 'ball' (||w|| <= 1); got {constraint!r}")
     k, sd = eta * np.sqrt(d), np.sqrt(d)
