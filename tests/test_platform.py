@@ -486,12 +486,12 @@ def test_export_leaves_package_unchanged(tmp_path):
 
 def test_bench_cli_passes_device_and_compile_and_rejects_the_rest(monkeypatch, capsys):
     "python -m robbook bench WHAT [--device D] [--compile]: the options reach the benchmark; others are refused."
-    import robbook.attacks, robbook.train
+    import robbook.bench
     from robbook.bench import main as bench_main
     calls = []
-    monkeypatch.setattr(robbook.attacks, "benchmark",
+    monkeypatch.setattr(robbook.bench, "attack_benchmark",
                         lambda device="cpu", compile=False: calls.append(("attacks", dict(device=device, compile=compile))))
-    monkeypatch.setattr(robbook.train, "benchmark", lambda device=None, compile=False: calls.append(("train", {})))
+    monkeypatch.setattr(robbook.bench, "train_benchmark", lambda device=None, compile=False: calls.append(("train", {})))
     assert bench_main(["attacks", "--device", "cpu", "--compile"]) == 0
     assert bench_main(["train"]) == 0
     assert calls == [("attacks", {"device": "cpu", "compile": True}), ("train", {})]
