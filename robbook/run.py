@@ -779,8 +779,6 @@ def build_book(*, profile: str = "smoke",
                     failures.append(str(e))
                     log(f"  {p}: FAILED: {e}")
             return
-        for p in [p for p in batch if source_of(p, r).suffix == ".md"]:
-            execute_page(p, root=r, log=log)
         order = sorted((p for p in batch if source_of(p, r).suffix != ".md"), key=lambda p: -_expected_seconds(p, r))
         log(f"robbook: {min(n_jobs, n_nb)} pages at a time" + (f", {threads} thread(s) each" if threads else "")
             + "; longest first")
