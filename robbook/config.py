@@ -19,14 +19,14 @@ from typing import Any, Mapping
 
 import numpy as np
 from . import __version__
-from .profiles import CHOICES, PROFILES
+from .profiles import CHOICES, PROFILES, tiny_values
 
 
 # %% auto #0
-__all__ = ['COMMON_PARAMS', 'PARAM_RULES', 'NORM_ALIASES', 'RUN_LOCATIONS', 'ParameterError', 'Config', 'param_rule',
-           'canonical_norm', 'resolve', 'resolve_from', 'injected_parameters', 'run_overrides', 'run_name',
-           'get_device', 'seed_everything', 'repo_root', 'results_path', 'cache_dir', 'provenance', 'record_training',
-           'training_count', 'trained_since', 'start_run', 'finish_run']
+__all__ = ['COMMON_PARAMS', 'PARAM_RULES', 'NORM_ALIASES', 'RUN_LOCATIONS', 'TINY_NOTE', 'ParameterError', 'Config', 'param_rule',
+           'canonical_norm', 'profile_values', 'resolve', 'resolve_from', 'injected_parameters', 'run_overrides',
+           'run_name', 'get_device', 'seed_everything', 'repo_root', 'results_path', 'cache_dir', 'provenance',
+           'record_training', 'training_count', 'trained_since', 'active_run', 'start_run', 'finish_run']
 
 # %% ../nbs/10_config.ipynb #70cdf010
 COMMON_PARAMS: dict[str, Any] = {
@@ -35,6 +35,7 @@ COMMON_PARAMS: dict[str, Any] = {
     "data_root": None,       # where datasets live (else $ROBBOOK_DATA, else a user cache dir)
     "seed": 0,               # seeds Python, NumPy and torch
     "results_dir": None,     # where this run's results JSON and artefacts go
+    "tiny": False,           # the profile's structure with every size cut (profiles.TINY): a code-path check
 }
 
 
@@ -148,6 +149,12 @@ def canonical_norm(norm) -> str:
                          f" or an alias of them: {list(NORM_ALIASES)}")
 
 # %% ../nbs/10_config.ipynb #ed3a08fa
+def profile_values(chapter: str, profile: str, tiny: bool = False) -> dict:
+    "The values of `profile` of `chapter`; for a tiny run with its sizes and step counts cut (`profiles.tiny_values`)."
+    base = PROFILES[chapter][profile]
+    return {**base, **tiny_values(chapter, profile)} if tiny else base
+
+
 def resolve(chapter: str, profile: str = "smoke", **params) -> Config:
     """Merge `params` over the `profile` of `chapter`; fail early, naming the bad parameter.
 
@@ -159,7 +166,7 @@ def resolve(chapter: str, profile: str = "smoke", **params) -> Config:
     if profile not in profiles:
         raise ParameterError(f"parameter 'profile': {profile!r} is not a profile of {chapter!r}; "
                              f"allowed values: {list(profiles)}")
-    base = profiles[profile]
+    base = profile_values(chapter, profile, bool(params.get("tiny")))
     allowed = set(COMMON_PARAMS) | set(base)
     unknown = sorted(set(params) - allowed)
     if unknown:
@@ -178,6 +185,7 @@ def resolve(chapter: str, profile: str = "smoke", **params) -> Config:
         raise ParameterError(f"parameter 'device': {cfg.device!r} is not allowed; allowed values: "
                              "'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
     cfg["seed"] = _check_type("seed", cfg.seed, 0)
+    cfg["tiny"] = _check_type("tiny", cfg.tiny, False)
     for k in ("data_root", "results_dir"):
         if cfg[k] is not None and not isinstance(cfg[k], (str, os.PathLike)):
             raise ParameterError(f"parameter {k!r}: expected a path (str), got {cfg[k]!r}")
@@ -223,10 +231,13 @@ RUN_LOCATIONS = ("data_root", "results_dir")   # where things are, not what runs
 
 def run_overrides(cfg: Mapping) -> dict:
     "The parameters of a resolved chapter `cfg` that differ from its profile's values (and a seed other than 0)."
-    base = PROFILES.get(cfg["chapter"], {}).get(cfg["profile"], {})
+    tiny = bool(cfg.get("tiny"))
+    base = profile_values(cfg["chapter"], cfg["profile"], tiny) if cfg["chapter"] in PROFILES else {}
     out = {k: cfg[k] for k in base if k in cfg and cfg[k] != base[k]}
     if cfg.get("seed", COMMON_PARAMS["seed"]) != COMMON_PARAMS["seed"]:
         out["seed"] = cfg["seed"]
+    if tiny:
+        out["tiny"] = True
     return dict(sorted(out.items()))
 
 
@@ -361,14 +372,26 @@ def trained_since(start: int = 0) -> list[dict]:
     return out
 
 
+_ACTIVE: dict = {}   # the run `start_run` began last in this process
+
+
+def active_run() -> Config | None:
+    "The configuration of the chapter run this process started last (`start_run`), or None."
+    return _ACTIVE.get("cfg")
+
+
+TINY_NOTE = " (TINY RUN: every size and step count cut; it checks the code path, its numbers are not results)"
+
+
 def start_run(cfg: Config, show: bool = True):
     "Seed everything, remember the start time and show the run's provenance."
     seed_everything(cfg.seed)
+    _ACTIVE["cfg"] = cfg
     cfg["_t0"] = time.time()
     cfg["_trained0"] = training_count()
     cfg["_provenance"] = provenance(cfg)
     if show:
-        _show_provenance(cfg["_provenance"], title=f"Run: {cfg.chapter} with profile {cfg.profile}")
+        _show_provenance(cfg["_provenance"], title=f"Run: {cfg.chapter} with profile {cfg.profile}" + TINY_NOTE * bool(cfg.get("tiny")))
     return cfg
 
 
@@ -388,7 +411,8 @@ def _provenance_html(prov: dict, title: str) -> str:
     "A compact HTML box: the run's facts, its overrides inline, every parameter in a collapsible list."
     from html import escape
     params = {k: v for k, v in prov["parameters"].items() if k not in ("chapter", "profile")}
-    base = PROFILES.get(prov["chapter"], {}).get(prov["profile"], {})
+    base = (profile_values(prov["chapter"], prov["profile"], bool(params.get("tiny")))
+            if prov["profile"] in PROFILES.get(prov["chapter"], {}) else {})
     changed = {k: v for k, v in params.items() if k in base and v != base[k]}
     common = {k: v for k, v in params.items() if k not in base}
     fmt = lambda d: ", ".join(f"<code>{escape(k)}={escape(_short(v))}</code>" for k, v in d.items()) or "none"
@@ -444,5 +468,6 @@ def finish_run(cfg: Config, results: dict, show: bool = True) -> Path:
     tmp.write_text(json.dumps(_jsonable({"provenance": prov, "results": results}), indent=1))
     os.replace(tmp, out)
     if show:
-        _show_provenance(prov, title=f"Finished {cfg.chapter} ({cfg.profile}) in {prov['wall_time_s']:.0f} s")
+        _show_provenance(prov, title=f"Finished {cfg.chapter} ({cfg.profile}) in {prov['wall_time_s']:.0f} s"
+                         + TINY_NOTE * bool(cfg.get("tiny")))
     return out

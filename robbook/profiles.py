@@ -20,7 +20,7 @@ def register(chapter: str, profiles: dict[str, dict], choices: dict[str, list] |
     CHOICES[chapter] = choices or {}
 
 # %% auto #0
-__all__ = ['PROFILES', 'CHOICES', 'register']
+__all__ = ['PROFILES', 'CHOICES', 'TINY', 'register', 'tiny_values']
 
 # %% ../nbs/11_profiles.ipynb #5aa8b006
 # profile: demo
@@ -336,3 +336,52 @@ register("ilyas", {
              "rimagenet_inv_steps": 2000, "rimagenet_build_batch_size": 128},
 }, choices={"dataset": ["fashion_mnist", "mnist", "cifar10"], "eval_version": ["fast", "standard"],
             "checkpoint_arch": ["resnet18", "resnet50"], "launcher": [None, "inprocess", "torchrun"]})
+
+# %% ../nbs/11_profiles.ipynb #64214f91
+# tiny runs: the structure of a profile with every size and step count cut
+# A tiny run (`python -m robbook run CHAPTER --profile full --tiny`, papermill `-p tiny True`) executes the chapter
+# with exactly the slots, models, data loaders, attacks, evaluation versions, plots and claims of `quick` or `full`,
+# but with the values below in place of the profile's, so that it takes seconds to minutes on a CPU: it proves the
+# code path (and a user's data layout), not a result. Grids that shape the outputs (radii, angles, train-size
+# counts) keep their length; a callable maps the profile's value to the tiny one. Tiny runs are never shown.
+TINY: dict[str, dict] = {}
+
+
+def _sizes(start: int, step: int):
+    "Keep the number of sizes, make them start, start + step, ..."
+    return lambda sizes: [start + step * i for i in range(len(sizes))]
+
+
+TINY["demo"] = {"n": 2}
+TINY["tsipras"] = {
+    "toy_d": 20, "toy_n_train": 200, "toy_n_test": 1000, "toy_train_sizes": _sizes(20, 20), "toy_svm_n": 100,
+    "toy_epochs": 5, "linear_epochs": 5,
+    "mnist_train_sizes": _sizes(32, 16), "mnist_epochs": 1, "mnist_batch_size": 32, "mnist_pgd_steps": 1,
+    "mnist_eval_steps": 2, "mnist_n_test": 40, "mnist_eval_n": 20,
+    "cifar10_train_sizes": _sizes(32, 16), "cifar10_epochs": 1, "cifar10_batch_size": 32, "cifar10_pgd_steps": 1,
+    "cifar10_eval_steps": 2, "cifar10_n_test": 40,
+    "rimagenet_train_sizes": _sizes(32, 16), "rimagenet_image_size": 32, "rimagenet_epochs": 1,
+    "rimagenet_batch_size": 32, "rimagenet_pgd_steps": 1, "rimagenet_eval_steps": 2, "rimagenet_n_test": 40,
+    "n_vis": 2, "n_transfer": 16, "vis_steps": 3, "eval_queries": 20}
+TINY["kamath"] = {
+    "toy_d": 64, "toy_mc": 2000, "toy_n_train": 200, "n_train": 64, "cifar10_n_train": 64, "epochs": 1,
+    "cifar10_epochs": 1, "adv_epochs": 1, "batch_size": 32, "adv_steps": 1, "cifar10_adv_steps": 1, "n_test": 40,
+    "n_attack": 20, "eval_steps": 3, "eval_targets": 2, "eval_queries": 20, "deepfool_steps": 3, "rob_steps": 2,
+    "sp_n_angles": 5, "sp_n_trans": 3, "sp_random_k": 2}
+TINY["ilyas"] = {
+    "mc_samples": 500, "at_samples": 500, "n_train": 64, "n_test": 40, "n_robust": 20, "epochs": 1,
+    "adv_epochs": 1, "batch_size": 32, "pgd_steps": 1, "d2_steps": _sizes(1, 1), "det_steps": 2, "n_inv": 32,
+    "inv_steps": 2, "inv_noise_steps": 2, "n_inv_noise": 16, "eval_queries": 20,
+    "rimagenet_image_size": 32, "rimagenet_n_train": 64, "rimagenet_n_test": 40, "rimagenet_n_robust": 20,
+    "rimagenet_epochs": 1, "rimagenet_adv_epochs": 1, "rimagenet_batch_size": 32, "rimagenet_pgd_steps": 1,
+    "rimagenet_det_steps": 2, "rimagenet_inv_steps": 2, "rimagenet_build_batch_size": 32}
+TINY["moayeri"] = {
+    "mc_samples": 2000, "shift_draws": 20, "cs_n_train": 64, "cs_n_test": 40, "cs_epochs": 1, "cs_attack_steps": 2,
+    "cs_eval_n": 20, "bg_n_train": 64, "bg_n_test": 40, "bg_epochs": 1, "bg_attack_steps": 1, "batch_size": 32,
+    "suite_max_images": 8, "suite_batch_size": 8, "probe_epochs": 1, "eval_queries": 20}
+
+
+def tiny_values(chapter: str, profile: str) -> dict:
+    "The values a tiny run of `profile` puts in place of the profile's (`TINY[chapter]`, callables applied)."
+    base = PROFILES[chapter][profile]
+    return {k: (v(base[k]) if callable(v) else v) for k, v in TINY.get(chapter, {}).items() if k in base}

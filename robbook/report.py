@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from .config import active_run
 from .profiles import PROFILES
 
 KINDS = {
@@ -356,6 +357,9 @@ def claims_table(claims: Sequence[Claim], profile: str, paper_claims: dict[str, 
     tally per kind and, given the paper's main claims, the coverage."""
     from IPython.display import Markdown, display   # IPython only where a table is shown
     head = f"**Verdicts** (profile `{profile}`): {tally_text(claims)}."
+    if (active_run() or {}).get("tiny"):
+        head = ("**Tiny run**: every size and step count of the profile is cut (`--tiny`); this run checks the code "
+                "path, and its verdicts are not results. " + head)
     if paper_claims is not None:
         cov = coverage(claims, paper_claims)
         head += f" **Coverage:** {cov['run here']} of the paper's {cov['main claims']} main claims ran here."
@@ -410,8 +414,8 @@ def collect_results(root) -> list[dict]:
             return
         prov = d.get("provenance", {})
         chap, prof = prov.get("chapter") or f.stem, prov.get("profile") or f.parent.name
-        if chap not in pages:
-            return
+        if chap not in pages or (prov.get("parameters") or {}).get("tiny"):
+            return                                   # tiny runs check the code path; their numbers are not results
         name = f.parent.name if not shown else (prov.get("run") or prof)
         if shown:                                    # the shown JSON is a copy of one kept run: mark that one
             same = [k for k, v in recs.items() if k[0] == chap and v["started"] == prov.get("started")]

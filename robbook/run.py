@@ -540,6 +540,9 @@ def _show_if_chosen(page: str, rid: str, params: dict, show: bool | None, r: Pat
     plain = overrides == {} if overrides is not None else "+" not in rid
     cur = _meta(P["shown"]) if P["shown"].exists() else {}
     shown_ok = cur.get("status") == "ok" and not cur.get("errors")
+    if _tiny_run(rid, _meta(P["good"])):
+        log(f"  {page}: tiny run kept as {rid!r} (a code-path check; the book never shows a tiny run)")
+        return
     if show or (plain and not (shown_ok and not _same_run(cur, _meta(P["good"]))
                                and completes_less(P["good_json"], P["shown_json"]))):
         install_copy(page, rid, r, log=log)
@@ -644,6 +647,11 @@ def chapter_runs(page: str, root=None) -> dict[str, dict]:
             for f in sorted((r / "executed" / "runs").glob(f"*/{page}.ipynb"))}
 
 
+def _tiny_run(name: str, meta: dict) -> bool:
+    "A tiny run (`run --tiny`): a check of the code path whose numbers are not results; the book never shows one."
+    return bool((meta.get("overrides") or {}).get("tiny")) or "+tiny=True" in name
+
+
 def _plain_run(name: str, meta: dict) -> bool:
     "A run of a profile with no overrides (not a kept lesser or earlier copy)."
     if "." in name.split("@")[0]:
@@ -668,6 +676,9 @@ def select_copies(pages, profile: str, root=None, log=print, runs: dict | None =
         chap = chapter_name(page)
         if _is_chapter(page) and runs and chap in runs:
             kept = chapter_runs(page, r)
+            if _tiny_run(runs[chap], kept.get(runs[chap], {})):
+                raise ParameterError(f"{chap}: {runs[chap]!r} is a tiny run (every size cut: it checks the code path, "
+                                     "its numbers are not results); the book never shows one")
             if not kept.get(runs[chap], {}).get("good"):
                 raise ParameterError(f"{chap}: no good run named {runs[chap]!r}; its good runs: "
                                      f"{', '.join(n for n, m in kept.items() if m['good']) or 'none'} "
@@ -689,7 +700,8 @@ def select_copies(pages, profile: str, root=None, log=print, runs: dict | None =
                 log(f"  {page}: no {profile!r} run here; the book shows its {shown.get('profile')!r} run")
             continue
         others = sorted((r / "executed" / "runs").glob(f"*/{page}.ipynb")) if _is_chapter(page) else []
-        good = sorted((p for p in others if _good(p)), key=lambda p: not _plain_run(p.parent.name, _meta(p)))
+        good = sorted((p for p in others if _good(p) and not _tiny_run(p.parent.name, _meta(p))),
+                      key=lambda p: not _plain_run(p.parent.name, _meta(p)))
         if good:
             other = good[0].parent.name
             install_copy(page, other, r, log=log,
@@ -863,6 +875,9 @@ def main(argv=None) -> int:
     p_run.add_argument("chapter")
     _common(p_run)
     p_run.add_argument("--force", action="store_true", help="execute even if the executed copy is up to date")
+    p_run.add_argument("--tiny", action="store_true",
+                       help="the profile's structure with every size and step count cut (seconds to minutes on a CPU): "
+                            "checks the code path and your data layout; never shown in the book")
     p_run.add_argument("--show", action="store_true",
                        help="make this run the page the book shows (even with overrides, or if it completes less)")
     p_book = sub.add_parser("book", help="execute what changed and render the HTML book")
@@ -895,8 +910,12 @@ def main(argv=None) -> int:
     try:
         if a.cmd == "run":
             page = page_for(a.chapter, a.root)
+            if a.tiny and a.show:
+                raise ParameterError("--tiny with --show: a tiny run checks the code path, its numbers are not "
+                                     "results, and the book never shows one; drop one of the two")
             t0 = time.time()
-            dst = execute_page(page, profile=a.profile, params=_collect(a), root=a.root, force=a.force,
+            dst = execute_page(page, profile=a.profile, params={**_collect(a), **({"tiny": True} if a.tiny else {})},
+                               root=a.root, force=a.force,
                                show=a.show or None)
             print(f"robbook: executed copy at {dst} ({time.time() - t0:.0f} s); "
                   "rebuild the HTML with `python -m robbook book --execute none`")

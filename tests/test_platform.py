@@ -698,3 +698,43 @@ def test_the_book_shows_the_plain_run_that_checks_most_claims(tmp_path, monkeypa
         shutil.rmtree(runs / name)
     run.build_book(profile="smoke", execute="none", root=root, render=False, log=quiet)
     assert uid() == complete, "a lesser run must not replace the shown run as if it were the smoke run"
+
+
+# ---------- tiny runs ----------
+
+def test_tiny_values_cut_sizes_and_keep_the_grids():
+    """A tiny run keeps every grid that shapes an output (same length) and cuts sizes and step counts."""
+    for chapter in ("tsipras", "kamath", "ilyas", "moayeri"):
+        for prof in ("quick", "full"):
+            base, tiny = profiles.PROFILES[chapter][prof], config.resolve(chapter, prof, tiny=True)
+            for k, v in profiles.tiny_values(chapter, prof).items():
+                assert tiny[k] == v
+                if isinstance(base[k], list):
+                    assert len(v) == len(base[k]), (chapter, prof, k)
+                elif isinstance(base[k], (int, float)) and not isinstance(base[k], bool) and base[k]:  # 0 = all
+                    assert v <= base[k], (chapter, prof, k)       # never bigger than the profile
+            assert config.run_name(tiny) == f"{prof}+tiny=True"
+    # an explicit override still wins over the tiny value, and names the run
+    cfg = config.resolve("kamath", "full", tiny=True, n_train=100)
+    assert cfg.n_train == 100 and config.run_name(cfg) == "full+n_train=100+tiny=True"
+
+
+def test_a_tiny_run_is_kept_labelled_and_never_shown(tmp_path):
+    root = _demo_book(tmp_path)
+    run.execute_page("01_demo", profile="quick", params={"device": "cpu"}, root=root, log=lambda *a: None)
+    shown = (root / "executed" / "01_demo.ipynb").read_bytes()
+    logs = []
+    run.execute_page("01_demo", profile="quick", params={"device": "cpu", "tiny": True}, root=root, log=logs.append)
+    kept = root / "executed" / "runs" / "quick+tiny=True"
+    prov = json.loads((kept / "demo.json").read_text())["provenance"]
+    assert prov["parameters"]["tiny"] is True and prov["parameters"]["n"] == profiles.TINY["demo"]["n"]
+    assert (root / "executed" / "01_demo.ipynb").read_bytes() == shown        # the shown run is untouched
+    assert any("never shows a tiny run" in str(m) for m in logs)
+    with pytest.raises(config.ParameterError, match="tiny run"):
+        run.select_copies(["01_demo"], "quick", root=root, log=lambda *a: None, runs={"demo": "quick+tiny=True"})
+    r = subprocess.run([sys.executable, "-m", "robbook", "run", "demo", "--root", str(root), "--tiny", "--show"],
+                       cwd=root, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "never shows one" in r.stderr
+    # the scoreboard leaves tiny runs out: their numbers are not results
+    from robbook.report import collect_results
+    assert all(r_["run"] != "quick+tiny=True" for r_ in collect_results(root))
