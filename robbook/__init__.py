@@ -38,12 +38,16 @@ Quickstart (runs in seconds on a CPU; the test suite runs this very code):
 Modules, bottom layer first; a module imports only modules below it, at its top (tests/test_layers.py checks):
 
     run, __main__           the command line (`python -m robbook --help`), the book build
-    bench                   speed benchmarks
+    bench                   speed benchmarks: attacks (pgd), training, evaluation
     widgets                 precomputed slider figures
     report, plots           the verdict engine and scoreboard; the book's figure style
     ilyas, distshift, linear   chapter library code (the Ilyas datasets; the Moayeri suite; Tsipras' linear model)
     launch                  torchrun / in-process training jobs, cost estimates
-    train                   TrainConfig, the training loop, its cache, linear probes
+    train                   TrainConfig, train, linear probes (re-exported from its modules, top first:)
+      train.loop            train, TrainResult, load_trained: checks, the cache decision, the epoch loop
+      train.key, .objectives, .store, .dist, .probes
+                            cache key and code version; losses; the cache entry on disk; DDP; linear probes
+      train.config          TrainConfig, TrainConfigError, the allowed names, lr_at
     metrics                 accuracies, profiles, gaps, saliency
     evaluate                evaluate_robust (APGD-CE, APGD-T, Square), apgd
     attacks                 pgd, fgsm, deepfool, square, spatial attacks, step rules

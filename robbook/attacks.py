@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from typing import Callable
 
 import torch
@@ -16,14 +15,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import transforms
-from .config import canonical_norm, get_device
-from .models import build_model
+from .config import canonical_norm
 from .transforms import random_rotate_translate
 
 # %% auto #0
 __all__ = ['STEP_RULES', 'SQUARE_NORMS', 'attack_mode', 'StepRule', 'LinfStep', 'L2Step', 'project_l1_box', 'L1Step', 'ce_loss',
            'cw_margin_loss', 'make_step_rule', 'pgd', 'fgsm', 'deepfool', 'match_representation', 'spatial_grid_attack',
-           'random_spatial_attack', 'square_size', 'square', 'benchmark']
+           'random_spatial_attack', 'square_size', 'square']
 
 # %% ../nbs/14_attacks.ipynb #4d61155e
 _MODES = (None, "eval", "train")
@@ -732,81 +730,3 @@ def square(model, x, y, *, eps: float, norm: str = "linf", n_queries: int = 5000
     return (out, fooled) if return_fooled else out
 
 
-
-# %% ../nbs/14_attacks.ipynb #52db4e35
-class _BenchCNN(nn.Module):
-    "A small MNIST-shaped CNN, used by `benchmark` when `robbook.models` is not available."
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                 nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                 nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, num_classes))
-
-    def forward(self, x):
-        return self.net(x)
-
-
-def benchmark(batch: int = 256, device: str = "cpu", steps: int = 10, eps: float = 0.3, repeats: int = 5,
-              show: bool = True, compile: bool = False) -> dict:
-    """Images/s of `pgd` (ℓ∞, `steps` steps) and of `torchattacks.PGD` with the same settings on the same
-    model (`robbook.models` `mnist_cnn` if available, else a small CNN) and batch; prints a table and
-    returns the numbers (`ratio` = robbook / torchattacks). `compile=True` also times `pgd` on
-    `torch.compile(model)` and, on CUDA, on `torch.compile(model, mode="reduce-overhead")` (CUDA graphs:
-    small models are launch-bound on a GPU); every attack takes such a compiled model as it is."""
-    dev = get_device(device)
-    torch.manual_seed(0)
-    try:
-        model, model_name = build_model("mnist_cnn", num_classes=10, in_channels=1), "robbook.models mnist_cnn"
-    except Exception:
-        model, model_name = _BenchCNN(), "small CNN (robbook.models unavailable)"
-    model = model.to(dev).eval()
-    x = torch.rand(batch, 1, 28, 28, device=dev)
-    y = torch.randint(0, 10, (batch,), device=dev)
-    alpha = 2.5 * eps / steps
-
-    fns = {"robbook_pgd": lambda: pgd(model, x, y, eps=eps, alpha=alpha, steps=steps),
-           "robbook_pgd_last_iterate": lambda: pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, use_best=False)}
-    if compile:
-        modes = ["default"] + (["reduce-overhead"] if dev.type == "cuda" else [])
-        for mode in modes:
-            try:
-                cm = torch.compile(model, mode=mode)
-                pgd(cm, x, y, eps=eps, alpha=alpha, steps=steps)      # compile outside the timed rounds
-                fns[f"robbook_pgd_compile_{mode}"] = lambda cm=cm: pgd(cm, x, y, eps=eps, alpha=alpha, steps=steps)
-            except Exception as e:                                   # no C++ compiler, no Triton, ...
-                print(f"torch.compile(mode={mode!r}) unavailable here: {type(e).__name__}: {str(e)[:200]}")
-    try:
-        import torchattacks
-        atk = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
-        fns["torchattacks_pgd"] = lambda: atk(x, y)
-    except ImportError:
-        pass
-    best = {k: float("inf") for k in fns}
-    for r in range(repeats + 1):                 # interleaved rounds; round 0 is a warm-up
-        for k, fn in fns.items():
-            if dev.type == "cuda": torch.cuda.synchronize(dev)
-            t0 = time.perf_counter()
-            fn()
-            if dev.type == "cuda": torch.cuda.synchronize(dev)
-            if r > 0:
-                best[k] = min(best[k], time.perf_counter() - t0)
-    res = {"batch": batch, "device": str(dev), "model": model_name, "steps": steps,
-           "threads": torch.get_num_threads(), **{k: batch / t for k, t in best.items()}}
-    res.setdefault("torchattacks_pgd", None)
-    res["ratio"] = res["robbook_pgd"] / res["torchattacks_pgd"] if res["torchattacks_pgd"] else None
-    if show:
-        print(f"PGD ℓ∞, {steps} steps, batch {batch}, {res['device']} ({res['threads']} torch threads), "
-              f"model: {model_name}; best of {repeats} interleaved rounds")
-        print(f"{'attack':<36}{'images/s':>12}")
-        print(f"{'robbook pgd (use_best=True)':<36}{res['robbook_pgd']:>12.1f}")
-        print(f"{'robbook pgd (use_best=False)':<36}{res['robbook_pgd_last_iterate']:>12.1f}")
-        for k in res:
-            if k.startswith("robbook_pgd_compile_"):
-                label = f"robbook pgd, torch.compile {k[len('robbook_pgd_compile_'):]}"
-                print(f"{label:<36}{res[k]:>12.1f}   ({res[k] / res['robbook_pgd']:.2f}x eager)")
-        if res["torchattacks_pgd"] is not None:
-            print(f"{'torchattacks PGD':<36}{res['torchattacks_pgd']:>12.1f}")
-            print(f"{'ratio robbook / torchattacks':<36}{res['ratio']:>12.2f}")
-        else:
-            print("torchattacks is not installed: no baseline")
-    return res

@@ -21,10 +21,10 @@ t0=$(date +%s); stamp() { echo "=== $* (t=$(( $(date +%s) - t0 )) s)"; }
 stamp "bench train"
 [ -n "${SKIP_BENCH:-}" ] || timeout 150 $PY -m robbook bench train --device cuda --compile 2>&1 | grep -v Warning | tee "$OUT/bench_train.log"
 stamp "bench attacks"
-[ -n "${SKIP_ATTACKS:-}${SKIP_BENCH:-}" ] || timeout 70 $PY -c "from robbook.attacks import benchmark
-for b in (256, 4096): benchmark(batch=b, device='cuda', compile=True)" 2>&1 | grep -v Warning | tee "$OUT/bench_attacks.log"
+[ -n "${SKIP_ATTACKS:-}${SKIP_BENCH:-}" ] || timeout 70 $PY -c "from robbook.bench import attack_benchmark
+for b in (256, 4096): attack_benchmark(batch=b, device='cuda', compile=True)" 2>&1 | grep -v Warning | tee "$OUT/bench_attacks.log"
 stamp "bench eval"
-[ -n "${SKIP_BENCH:-}" ] || timeout 80 $PY -c "from robbook.evaluate import benchmark; benchmark(n=500, device='cuda')" 2>&1 \
+[ -n "${SKIP_BENCH:-}" ] || timeout 80 $PY -c "from robbook.bench import eval_benchmark; eval_benchmark(n=500, device='cuda')" 2>&1 \
   | grep -v Warning | tee "$OUT/bench_eval.log"
 CHAPTER=${CHAPTER:-kamath}
 stamp "run $CHAPTER quick"

@@ -590,8 +590,8 @@ def test_pgd_close_to_autoattack_on_robust_model():
 
 # ---------------------------------------------------------------- benchmark (no timing asserts)
 def test_benchmark_runs(capsys):
-    from robbook.attacks import benchmark
-    res = benchmark(batch=4, repeats=1)
+    from robbook.bench import attack_benchmark
+    res = attack_benchmark(batch=4, repeats=1)
     out = capsys.readouterr().out
     assert "images/s" in out and "robbook pgd" in out
     assert res["robbook_pgd"] > 0 and res["robbook_pgd_last_iterate"] > 0

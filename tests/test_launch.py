@@ -16,6 +16,7 @@ import torch
 
 import robbook.launch as L
 import robbook.train as T
+import robbook.train.loop as TL
 from robbook.config import ParameterError
 from robbook.train import TrainConfig, train
 from train_helpers.easy import easy_data, weights_digest, without_time, write_folder
@@ -51,7 +52,7 @@ def test_launcher_choice():
 def test_fit_rejects_before_anything_starts(tmp_path, monkeypatch):
     started = []
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: started.append(a))
-    monkeypatch.setattr(T, "_train_loop", lambda *a, **k: started.append(a))
+    monkeypatch.setattr(TL, "_train_loop", lambda *a, **k: started.append(a))
     c = TrainConfig(model="linear", num_classes=4, batch_size=64)
     spec = {"kind": "load", "name": "fashion_mnist"}
     for kw, name in [(dict(nproc=3), "nproc"), (dict(nnodes=2, nproc=2), "rdzv_endpoint"),

@@ -11,7 +11,10 @@ PKG = Path(__file__).resolve().parents[1] / "robbook"
 LAYERS = [["robbook"], ["robbook.theory", "robbook.theory.tsipras", "robbook.theory.ilyas", "robbook.theory.kamath",
                         "robbook.theory.moayeri"],
           ["robbook.profiles"], ["robbook.config"], ["robbook.transforms"], ["robbook.data"], ["robbook.models"],
-          ["robbook.attacks"], ["robbook.evaluate"], ["robbook.metrics"], ["robbook.train"], ["robbook.launch"],
+          ["robbook.attacks"], ["robbook.evaluate"], ["robbook.metrics"],
+          ["robbook.train.config"], ["robbook.train.key", "robbook.train.objectives", "robbook.train.store",
+                                     "robbook.train.dist", "robbook.train.probes"], ["robbook.train.loop"],
+          ["robbook.train"], ["robbook.launch"],
           ["robbook.ilyas", "robbook.distshift", "robbook.linear"], ["robbook.report", "robbook.plots"], ["robbook.widgets"],
           ["robbook.bench"], ["robbook.run"], ["robbook.__main__"]]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}

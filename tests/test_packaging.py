@@ -64,7 +64,8 @@ def test_wheel_installs_and_imports_outside_the_checkout(tmp_path):
     wheel = next((tmp_path / "dist").glob("robbook-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for mod in ["robbook/__init__.py", "robbook/__main__.py", "robbook/run.py", "robbook/theory/__init__.py",
-                "robbook/theory/tsipras.py", "robbook/theory/moayeri.py", "robbook/attacks.py", "robbook/train.py"]:
+                "robbook/theory/tsipras.py", "robbook/theory/moayeri.py", "robbook/attacks.py", "robbook/train/__init__.py",
+                "robbook/train/loop.py", "robbook/bench.py"]:
         assert mod in names, f"{mod} missing from the wheel"
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],

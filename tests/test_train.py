@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 import robbook.train as T
+from robbook.train import config as TC, dist as TD, key as TK, loop as TL, objectives as TO
 from robbook.train import TrainConfig, TrainConfigError, lr_at, train, train_linear_probe
 from _helpers import write_smooth_folders
 from train_helpers.easy import easy_data, folder_order, helpful_attack, weights_digest, without_time, write_folder
@@ -122,7 +123,7 @@ def test_schedules():
 def test_bad_input_fails_before_training(data, tmp_path, monkeypatch):
     tr, va = data
     called = []
-    monkeypatch.setattr(T, "_train_loop", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(TL, "_train_loop", lambda *a, **k: called.append(1))
     cases = [
         (cfg(batch_size=1000), tr, {}, "batch_size"),                       # larger than the data
         (cfg(num_classes=3), tr, {}, "num_classes"),                        # labels up to 3
@@ -180,7 +181,7 @@ def test_attack_bn_train_mode_keeps_running_stats():
     before = (bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
     modes = []
     hook = m.register_forward_pre_hook(lambda mod, inp: modes.append(mod.training))
-    x_adv = T._pgd_examples(c, m, x, y)
+    x_adv = TO._pgd_examples(c, m, x, y)
     hook.remove()
     assert modes and all(modes)                                   # attacked in train mode
     assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
@@ -188,7 +189,7 @@ def test_attack_bn_train_mode_keeps_running_stats():
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and not torch.equal(x_adv, x)
     modes.clear()
     hook = m.register_forward_pre_hook(lambda mod, inp: modes.append(mod.training))
-    T._pgd_examples(c.replace(attack_bn="eval"), m, x, y)
+    TO._pgd_examples(c.replace(attack_bn="eval"), m, x, y)
     hook.remove()
     assert modes and not any(modes) and m.training
 
@@ -230,7 +231,7 @@ def _flip(x):
 
 def test_objective_standard_by_hand():
     m, x, y = _tiny()
-    loss, st = T._objective(cfg(method="standard", num_classes=3), m, m, x, y)
+    loss, st = TO._objective(cfg(method="standard", num_classes=3), m, m, x, y)
     z = m(x)
     assert torch.allclose(loss, _ce(z, y), rtol=1e-6, atol=0)
     assert st.tolist() == pytest.approx([6 * loss.item(), 6, (z.argmax(1) == y).sum().item(), 6, 0, 0], rel=1e-12)
@@ -238,8 +239,8 @@ def test_objective_standard_by_hand():
 
 def test_objective_pgd_by_hand(monkeypatch):
     m, x, y = _tiny()
-    monkeypatch.setattr(T, "_pgd_examples", lambda c, model, xb, yb: _flip(xb))
-    loss, st = T._objective(cfg(method="pgd", eps=0.1, num_classes=3), m, m, x, y)
+    monkeypatch.setattr(TO, "_pgd_examples", lambda c, model, xb, yb: _flip(xb))
+    loss, st = TO._objective(cfg(method="pgd", eps=0.1, num_classes=3), m, m, x, y)
     z, za = m(x), m(_flip(x))
     assert torch.allclose(loss, _ce(za, y), rtol=1e-6, atol=0)
     assert st.tolist() == pytest.approx([6 * loss.item(), 6, (z.argmax(1) == y).sum().item(), 6,
@@ -248,8 +249,8 @@ def test_objective_pgd_by_hand(monkeypatch):
 
 def test_objective_trades_by_hand(monkeypatch):
     m, x, y = _tiny()
-    monkeypatch.setattr(T, "trades_perturb", lambda model, xb, **kw: _flip(xb))
-    loss, st = T._objective(cfg(method="trades", eps=0.1, beta=3.0, num_classes=3), m, m, x, y)
+    monkeypatch.setattr(TO, "trades_perturb", lambda model, xb, **kw: _flip(xb))
+    loss, st = TO._objective(cfg(method="trades", eps=0.1, beta=3.0, num_classes=3), m, m, x, y)
     z, za = m(x), m(_flip(x))
     p, logp, logq = torch.softmax(z, 1), torch.log_softmax(z, 1), torch.log_softmax(za, 1)
     kl = (p * (logp - logq)).sum() / len(y)          # KL(p_nat || p_adv), averaged over the batch
@@ -261,8 +262,8 @@ def test_objective_trades_by_hand(monkeypatch):
 
 def test_objective_half_half_by_hand(monkeypatch):
     m, x, y = _tiny()
-    monkeypatch.setattr(T, "_pgd_examples", lambda c, model, xb, yb: _flip(xb))
-    loss, st = T._objective(cfg(method="half_half", eps=0.1, num_classes=3), m, m, x, y)
+    monkeypatch.setattr(TO, "_pgd_examples", lambda c, model, xb, yb: _flip(xb))
+    loss, st = TO._objective(cfg(method="half_half", eps=0.1, num_classes=3), m, m, x, y)
     z = m(torch.cat([x[:3], _flip(x[3:])]))           # first half natural, second half attacked
     hit = z.argmax(1) == y
     assert torch.allclose(loss, _ce(z, y), rtol=1e-6, atol=0)
@@ -276,12 +277,12 @@ def test_logged_metrics_by_hand(tmp_path, monkeypatch):
     of 64 (a short last batch), 33 validation images, and an evaluation 'attack' that *repairs*
     points: the per-example rule (robust = clean and attacked right) must not count those."""
     tr, va = easy_data(251, 0), easy_data(33, 1)
-    monkeypatch.setattr(T, "_pgd_examples", lambda c, model, xb, yb: _flip(xb))
+    monkeypatch.setattr(TO, "_pgd_examples", lambda c, model, xb, yb: _flip(xb))
     c = cfg(method="pgd", eps=0.1, lr=1e-30, momentum=0.0, batch_size=64)
     r = train(c, tr, val_data=va, device="cpu", cache_dir=tmp_path, progress=False,
               eval_attack=functools.partial(helpful_attack, eps=0.3))
     torch.manual_seed(0)
-    init = T._build_model(c, (1, 8, 8))
+    init = TL._build_model(c, (1, 8, 8))
     assert weights_digest(init) == weights_digest(r.model)            # nothing moved
     m = r.model
     h, = r.history
@@ -311,15 +312,15 @@ def test_steps_per_epoch_and_loss_scale():
     assert T.steps_per_epoch(260, 64, 4) == 5
     # a last batch of 59 dealt 30 + 29: the mean of the two scaled means is the mean over the 59
     losses = torch.rand(59, dtype=torch.float64)
-    s0, s1 = T._loss_scale(251, 64, 3, 30, 2), T._loss_scale(251, 64, 3, 29, 2)
+    s0, s1 = TD._loss_scale(251, 64, 3, 30, 2), TD._loss_scale(251, 64, 3, 29, 2)
     assert ((s0 * losses[:30].mean() + s1 * losses[30:].mean()) / 2).item() \
         == pytest.approx(losses.mean().item(), rel=1e-12)
-    assert T._loss_scale(256, 64, 0, 64, 1) == 1.0
+    assert TD._loss_scale(256, 64, 0, 64, 1) == 1.0
 
 
 def test_every_field_documented_where_declared():
     import dataclasses
-    notes = T._field_comments(TrainConfig)
+    notes = TC._field_comments(TrainConfig)
     assert set(notes) == {f.name for f in dataclasses.fields(TrainConfig)} and all(notes.values())
     assert "> 0 for pgd" in notes["eps"] and "NORM_ALIASES" in notes["norm"] and "crop_flip" in notes["augment"]
     assert "- eps = 0.0: attack budget" in TrainConfig.__doc__          # help(TrainConfig) shows them
@@ -357,7 +358,7 @@ def test_unknown_field_says_did_you_mean():
 def test_eval_attack_arguments_checked_before_training(data, tmp_path, monkeypatch):
     tr, va = data
     called = []
-    monkeypatch.setattr(T, "_train_loop", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(TL, "_train_loop", lambda *a, **k: called.append(1))
     for spec, fragment in [({"name": "pgd", "epz": 0.1}, "did you mean 'eps'"),
                            ({"name": "pgd", "eps": 0.1, "stepz": 3}, "did you mean 'steps'"),
                            ({"name": "fgsm", "eps": 0.1, "steps": 3}, "no argument 'steps'"),
@@ -367,7 +368,7 @@ def test_eval_attack_arguments_checked_before_training(data, tmp_path, monkeypat
             train(cfg(), tr, val_data=va, device="cpu", cache_dir=tmp_path, progress=False, eval_attack=spec)
         assert fragment in str(e.value), str(e.value)
     assert not called and not any(tmp_path.iterdir())
-    attack, _ = T._eval_attack({"name": "pgd", "eps": 0.1, "norm": "L2"})
+    attack, _ = TK._eval_attack({"name": "pgd", "eps": 0.1, "norm": "L2"})
     assert attack.keywords["norm"] == "l2"
 
 
@@ -377,7 +378,7 @@ def test_failed_run_leaves_nothing_in_the_cache(data, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise TypeError("a failure inside the first epoch")
     with monkeypatch.context() as m:
-        m.setattr(T, "_objective", boom)
+        m.setattr(TL, "_objective", boom)
         with pytest.raises(TypeError, match="first epoch"):
             train(cfg(), tr, device="cpu", cache_dir=tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []                   # no folder with only .lock and config.json
@@ -415,7 +416,7 @@ def _closure_attack(eps):
 def test_eval_attack_must_be_keyable(data, tmp_path, monkeypatch):
     tr, va = data
     called = []
-    monkeypatch.setattr(T, "_train_loop", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(TL, "_train_loop", lambda *a, **k: called.append(1))
     from robbook.attacks import fgsm, pgd
     for bad in [_closure_attack(0.5), lambda m, x, y: x, functools.partial(lambda m, x, y, eps: x, eps=0.1),
                 functools.partial(fgsm, eps=torch.tensor(0.1))]:
@@ -434,7 +435,7 @@ def test_eval_attack_must_be_keyable(data, tmp_path, monkeypatch):
 def test_code_version_covers_config_and_new_flags(monkeypatch):
     assert "robbook.config" in T.CODE_MODULES
     full = T.code_version.__wrapped__()
-    monkeypatch.setattr(T, "CODE_MODULES", tuple(m for m in T.CODE_MODULES if m != "robbook.config"))
+    monkeypatch.setattr(TK, "CODE_MODULES", tuple(m for m in T.CODE_MODULES if m != "robbook.config"))
     assert T.code_version.__wrapped__() != full
     tr = easy_data(64, 0)
     keys = {T.run_key(cfg(**kw), tr) for kw in [{}, {"deterministic": True}, {"compile": True}]}
@@ -444,11 +445,21 @@ def test_code_version_covers_config_and_new_flags(monkeypatch):
             cfg(**{field: 1})
 
 
+def test_code_version_covers_every_module_of_the_train_package(monkeypatch):
+    "`robbook.train` in CODE_MODULES counts with each of its modules: a change in any one of them changes the key."
+    import importlib
+    files = {p for _, p in TK._module_files(importlib.import_module("robbook.train"))}
+    assert files == set(Path(TK.__file__).parent.glob("*.py")) and len(files) >= 8
+    full, real = T.code_version.__wrapped__(), TK._code_digest
+    monkeypatch.setattr(TK, "_code_digest", lambda src: real(src + "\nx = 1") if "def _objective(" in src else real(src))
+    assert T.code_version.__wrapped__() != full                      # a change in robbook/train/objectives.py only
+
+
 def test_backend_settings_deterministic_option():
-    assert T._backend_settings(cfg(), "cpu") == {} == T._backend_settings(cfg(deterministic=True), "cpu")
-    fast = T._backend_settings(cfg(), "cuda")
+    assert TL._backend_settings(cfg(), "cpu") == {} == TL._backend_settings(cfg(deterministic=True), "cpu")
+    fast = TL._backend_settings(cfg(), "cuda")
     assert fast["cudnn.benchmark"] and not fast["deterministic_algorithms"]
-    det = T._backend_settings(cfg(deterministic=True), "cuda")
+    det = TL._backend_settings(cfg(deterministic=True), "cuda")
     assert not det["cudnn.benchmark"] and det["cudnn.deterministic"] and det["deterministic_algorithms"]
     assert det["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")
 
@@ -458,31 +469,31 @@ def test_train_restores_the_callers_backend_settings(tmp_path, data, monkeypatch
     trains and gives the caller's back when it returns, from a fresh run, from the cache, and after an error.
     (On the CPU `_backend_settings` is empty, so the GPU settings are forced here.)"""
     gpu = {"cudnn.benchmark": True, "cudnn.deterministic": False, "deterministic_algorithms": False}
-    monkeypatch.setattr(T, "_backend_settings", lambda c, d: dict(gpu))
-    seen, loop = [], T._train_loop
+    monkeypatch.setattr(TL, "_backend_settings", lambda c, d: dict(gpu))
+    seen, loop = [], TL._train_loop
 
     def spy(*a, **k):
         seen.append(torch.backends.cudnn.benchmark)
         return loop(*a, **k)
-    monkeypatch.setattr(T, "_train_loop", spy)
-    before = T._current_backend_settings()
+    monkeypatch.setattr(TL, "_train_loop", spy)
+    before = TL._current_backend_settings()
     try:
         torch.backends.cudnn.benchmark = False
-        mine = T._current_backend_settings()
+        mine = TL._current_backend_settings()
         r = train(cfg(), data[0], cache_dir=tmp_path, progress=False)
-        assert seen == [True] and T._current_backend_settings() == mine
+        assert seen == [True] and TL._current_backend_settings() == mine
         assert train(cfg(), data[0], cache_dir=tmp_path, progress=False).from_cache
-        assert T._current_backend_settings() == mine
+        assert TL._current_backend_settings() == mine
 
         def boom(*a, **k):
             assert torch.backends.cudnn.benchmark is True
             raise RuntimeError("killed")
-        monkeypatch.setattr(T, "_train_loop", boom)
+        monkeypatch.setattr(TL, "_train_loop", boom)
         with pytest.raises(RuntimeError, match="killed"):
             train(cfg(seed=1), data[0], cache_dir=tmp_path, progress=False)
-        assert T._current_backend_settings() == mine and r.model is not None
+        assert TL._current_backend_settings() == mine and r.model is not None
     finally:
-        T._apply_backend_settings(before)
+        TL._apply_backend_settings(before)
 
 
 def test_sync_bn_swap_shares_parameters_and_undoes():
@@ -492,7 +503,7 @@ def test_sync_bn_swap_shares_parameters_and_undoes():
     m.eval()
     before = m(x)
     bn = m[1]
-    undo = T._sync_bn(m)
+    undo = TD._sync_bn(m)
     assert isinstance(m[1], nn.SyncBatchNorm) and m[1].weight is bn.weight and m[1].running_mean is bn.running_mean
     assert torch.equal(m(x), before)                   # same layer in eval mode
     m.train()
@@ -528,8 +539,8 @@ def test_cache_hit_and_corrupt_entries_are_retrained(data, tmp_path, monkeypatch
     assert not (first.path / "checkpoint.pt").exists()
 
     epochs = []
-    real = T._objective
-    monkeypatch.setattr(T, "_objective", lambda *a, **k: (epochs.append(1), real(*a, **k))[1])
+    real = TO._objective
+    monkeypatch.setattr(TL, "_objective", lambda *a, **k: (epochs.append(1), real(*a, **k))[1])
     hit = train(c, tr, val_data=va, device="cpu", cache_dir=tmp_path, progress=False)
     assert hit.from_cache and hit.epochs_run == 0 and not epochs
     assert hit.key == first.key and hit.path == first.path
@@ -828,7 +839,7 @@ def test_code_version_ignores_comments_and_docstrings_only():
     a = 'def f(x):\n    "doc"\n    return x + 1  # note\n'
     b = '# header\ndef f(x):\n    """another doc"""\n\n    return x+1\n'
     c = 'def f(x):\n    "doc"\n    return x + 2\n'
-    assert T._code_digest(a) == T._code_digest(b) != T._code_digest(c)
+    assert TK._code_digest(a) == TK._code_digest(b) != TK._code_digest(c)
     assert T.code_version() == T.code_version() and len(T.code_version()) == 16
 
 
@@ -836,7 +847,7 @@ def test_channels_last_only_for_models_with_4d_weights():
     """On CUDA, train() converts a model to channels_last; the P4 group-convolution models have 5-D weights,
     which torch cannot convert (this crashed every GCNN run on a GPU), so they are left as they are."""
     from robbook.models import build_model
-    from robbook.train import _channels_last_ok
+    from robbook.train.loop import _channels_last_ok
     gcnn, cnn = build_model("kamath_gcnn", num_classes=10, in_channels=1), build_model("resnet18", num_classes=10)
     assert any(p.dim() == 5 for p in gcnn.parameters())
     with pytest.raises(RuntimeError, match="rank 4"):
@@ -852,14 +863,14 @@ def test_channels_last_only_for_models_with_4d_weights():
 def test_backend_scope_restores_cublas_workspace_config(monkeypatch):
     "The deterministic settings of a CUDA run leave no trace: CUBLAS_WORKSPACE_CONFIG included."
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    settings = T._backend_settings(cfg(deterministic=True), "cuda")
+    settings = TL._backend_settings(cfg(deterministic=True), "cuda")
     assert settings["CUBLAS_WORKSPACE_CONFIG"]
-    before = T._current_backend_settings()
-    with T._backend_scope(settings):
+    before = TL._current_backend_settings()
+    with TL._backend_scope(settings):
         assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == settings["CUBLAS_WORKSPACE_CONFIG"]
-    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ and T._current_backend_settings() == before
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ and TL._current_backend_settings() == before
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")        # a user's own value is kept, and kept after
-    with T._backend_scope(settings):
+    with TL._backend_scope(settings):
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
 
@@ -913,12 +924,12 @@ def test_pgd_examples_start_where_the_config_says():
     runs = []
     for seed in (1, 2):
         torch.manual_seed(seed)
-        runs.append(T._pgd_examples(c, m, x, y))
+        runs.append(TO._pgd_examples(c, m, x, y))
     assert torch.allclose(runs[0], by_hand, atol=1e-6) and torch.equal(runs[0], runs[1])
     starts = []
     for seed in (1, 2):
         torch.manual_seed(seed)
-        starts.append(T._pgd_examples(c.replace(random_start=True), m, x, y))
+        starts.append(TO._pgd_examples(c.replace(random_start=True), m, x, y))
     assert (starts[0] - starts[1]).abs().max() > 1e-3 and (starts[0] - by_hand).abs().max() > 1e-3
 
 

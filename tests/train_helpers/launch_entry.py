@@ -11,18 +11,19 @@ import os
 import sys
 import time
 
-import robbook.train as T
+import robbook.train.objectives as TO
 from robbook.run import main
+from train_helpers.hooks import patch_train
 
 if os.environ.get("ROBBOOK_TEST_CODE_VERSION"):
-    T.code_version = lambda: os.environ["ROBBOOK_TEST_CODE_VERSION"]
+    patch_train("code_version", lambda: os.environ["ROBBOOK_TEST_CODE_VERSION"])
 if float(os.environ.get("ROBBOOK_TEST_SLEEP", "0")):
-    _objective = T._objective
+    _objective = TO._objective
 
     def slow_objective(*args, **kw):
         time.sleep(float(os.environ["ROBBOOK_TEST_SLEEP"]))
         return _objective(*args, **kw)
-    T._objective = slow_objective
+    patch_train("_objective", slow_objective)
 if os.environ.get("ROBBOOK_TEST_FAIL_RANK") == os.environ.get("RANK"):
     raise RuntimeError(f"rank {os.environ['RANK']} fails on purpose (a test of the error report)")
 

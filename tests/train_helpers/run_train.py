@@ -25,7 +25,10 @@ import torch
 torch.set_num_threads(1)
 
 import robbook.train as T  # noqa: E402
+import robbook.train.objectives as TO  # noqa: E402
+import robbook.train.store as TS  # noqa: E402
 from train_helpers.easy import easy_data, weights_digest  # noqa: E402
+from train_helpers.hooks import patch_train  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("cache")
@@ -41,11 +44,11 @@ p.add_argument("--folder", default=None)
 p.add_argument("--num-workers", type=int, default=0)
 a = p.parse_args()
 if a.code_version:     # the parent's: keys stay comparable even if a source file changes meanwhile
-    T.code_version = lambda: a.code_version
+    patch_train("code_version", lambda: a.code_version)
 rank = int(os.environ.get("RANK", "0"))
 writes = []
 
-orig_ckpt, orig_write, orig_append = T._write_checkpoint, T._atomic_write, T._append_history
+orig_ckpt, orig_write, orig_append = TS._write_checkpoint, TS._atomic_write, TS._append_history
 
 
 def write_checkpoint(path, payload):
@@ -64,14 +67,16 @@ def append_history(path, entry):
     orig_append(path, entry)
 
 
-T._write_checkpoint, T._atomic_write, T._append_history = write_checkpoint, atomic_write, append_history
+for name, hook in [("_write_checkpoint", write_checkpoint), ("_atomic_write", atomic_write),
+                   ("_append_history", append_history)]:
+    patch_train(name, hook)
 if a.sleep:
-    orig_obj = T._objective
+    orig_obj = TO._objective
 
     def slow_objective(*args, **kw):
         time.sleep(a.sleep)
         return orig_obj(*args, **kw)
-    T._objective = slow_objective
+    patch_train("_objective", slow_objective)
 
 cfg = T.TrainConfig.from_dict(json.loads(a.config))
 if a.folder:
