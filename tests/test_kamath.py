@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from robbook.config import ParameterError, resolve
+from robbook.config import COMMON_PARAMS, ParameterError, resolve
 from robbook.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ def test_parameters_cell_lists_every_profile_key():
     names = set(re.findall(r"^(\w+) = ", _parameters_cell(), re.M))
     keys = set(PROFILES["kamath"]["smoke"])
     assert keys <= names, f"missing in the parameters cell: {sorted(keys - names)}"
-    assert names - keys <= {"profile", "device", "data_root", "seed", "results_dir"}
+    assert names - keys <= set(COMMON_PARAMS)
 
 
 def test_profiles_share_keys_and_resolve():
