@@ -126,13 +126,21 @@ def _rows(x, ncols: int, titles):
     return rows, trows
 
 
+def _fit(text: str, inches: float, fontsize: float) -> str:
+    "`text` wrapped onto lines that fit `inches` at `fontsize` points (a character is about 0.6 em wide)."
+    import textwrap
+    per_line = max(4, int(inches * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.wrap(str(text), per_line, break_long_words=False)) or str(text)
+
+
 def show_images(x, titles=None, ncols: int = 8, *, row_labels: Sequence[str] = (), signed=False,
                 suptitle: str = "", cell: float = 0.85, fontsize: float = 8) -> Figure:
     """A grid of images (d2l's `show_images` for robbook tensors), sized for the text column.
 
     `x`: `[N, C, H, W]` floats in [0, 1] or uint8, or a list of such batches (one per row);
     `titles`: one per image (or one list per row); `signed`: True, or the indices of the rows whose
-    images lie in [-1, 1] (shown with a diverging map). Returns the Figure, not shown."""
+    images lie in [-1, 1] (shown with a diverging map). Titles and row labels longer than an image is
+    wide (tall) wrap onto more lines instead of running into their neighbours. Returns the Figure, not shown."""
     if ncols < 1:
         raise ValueError(f"ncols must be >= 1; got {ncols!r}")
     rows, trows = _rows(x, ncols, titles)
@@ -160,9 +168,9 @@ def show_images(x, titles=None, ncols: int = 8, *, row_labels: Sequence[str] = (
             else:
                 ax.imshow(np.clip(im.transpose(1, 2, 0), 0, 1))
             if tr is not None and j < len(tr) and tr[j] is not None:
-                ax.set_title(str(tr[j]), fontsize=fontsize, pad=2)
+                ax.set_title(_fit(tr[j], side, fontsize), fontsize=fontsize, pad=2)
         if i < len(row_labels):
-            axs[i, 0].set_ylabel(row_labels[i], fontsize=fontsize)
+            axs[i, 0].set_ylabel(_fit(row_labels[i], side, fontsize), fontsize=fontsize)
     if suptitle:
         fig.suptitle(suptitle, fontsize=fontsize + 1)
     _register_display()

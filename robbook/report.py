@@ -352,6 +352,18 @@ def tally_text(claims: Sequence[Claim]) -> str:
                      for k, t in tally(claims).items())
 
 
+_GLUE = [(re.compile(r"(\d)\s+(%|pp\b|points?\b)"), "\\1\u00a0\\2"),       # 63.3 %, 10 points
+         (re.compile(r"(\d%?)\s+([/→–])\s+(?=[\d−-])"), "\\1\u00a0\\2\u00a0"),  # 7 / 0.1, 92.1 → 7
+         (re.compile(r"([≥≤<>=≈±~])\s+(?=[\d−-])"), "\\1\u00a0")]                 # ≥ 23.5
+
+
+def _glue_numbers(text: str) -> str:
+    "`text` with no-break spaces inside its number groups, so a narrow column wraps between them, never inside."
+    for pat, rep in _GLUE:
+        text = pat.sub(rep, text)
+    return text
+
+
 def claims_table(claims: Sequence[Claim], profile: str, paper_claims: dict[str, str] | None = None):
     """The claims as a styled table (verdict cells coloured, each row an anchor `#claim-<n>`), after a
     tally per kind and, given the paper's main claims, the coverage."""
@@ -368,7 +380,7 @@ def claims_table(claims: Sequence[Claim], profile: str, paper_claims: dict[str, 
     show = pd.DataFrame({
         "#": [f'<a id="{claim_anchor(i)}" href="#{claim_anchor(i)}">{i}</a>' for i in range(1, len(claims) + 1)],
         "claim": [f"<small>{c.kind}</small><br>{esc(c.claim)}" for c in claims],
-        "paper": [esc(c.paper) for c in claims],
+        "paper": [esc(_glue_numbers(c.paper)) for c in claims],
         "ours: effect [95% interval]": [_ours_cell(c) for c in claims],
         "verdict": [c.verdict + (f"<br><small>{c.parts_reproduced}</small>" if c.parts_reproduced else "")
                     for c in claims],

@@ -63,8 +63,8 @@ def preprocess(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """A copy of `nb` for the book: directive lines stripped, mapped to myst-nb tags.
 
     `default_exp`-only cells and `#| hide` cells → `remove-cell`; `#| fold` → `hide-input` (code folded,
-    for plot-only cells); `#| hide_input`/`echo: false`
-    → `remove-input`; `#| hide_output`/`output: false` → `remove-output`; `#| eval: false` → a
+    for plot-only cells); `#| alt: text` → the alt text of the cell's images (myst-nb's `mystnb.image.alt`,
+    which `nbdev_clean` would strip from the metadata); `#| hide_input`/`echo: false` → `remove-input`; `#| hide_output`/`output: false` → `remove-output`; `#| eval: false` → a
     markdown code block (shown, never run); `#| export` and friends are just stripped."""
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))
     cells = []
@@ -85,6 +85,8 @@ def preprocess(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             tags.append("remove-cell")
         if "fold" in d:  # code folded under a "show code" button (plot-only cells)
             tags.append("hide-input")
+        if d.get("alt"):  # what the figure shows, written beside the code that draws it
+            cell.metadata.setdefault("mystnb", {}).setdefault("image", {})["alt"] = d["alt"]
         if "hide_input" in d or ("echo" in d and _falsy(d["echo"])):
             tags.append("remove-input")
         if "hide_output" in d or ("output" in d and _falsy(d["output"])):

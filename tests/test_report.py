@@ -145,3 +145,11 @@ def test_results_are_json_and_the_table_shows_intervals_and_anchors():
     html = report.claims_table(cs, "smoke", {"a": "claim a"}).to_html()
     assert 'id="claim-1"' in html and 'id="claim-2"' in html and "x &lt; y holds" in html
     assert "0.123" in html and "0.123456" not in html and "n = 300" in html
+
+
+def test_claims_paper_column_keeps_number_groups_together():
+    "The claims' paper column wraps between number groups, never inside one ('92.1 → 7 / 0.1', '63.3 %')."
+    from robbook.report import _glue_numbers
+    assert _glue_numbers("92.1 → 7 / 0.1") == "92.1\u00a0→\u00a07\u00a0/\u00a00.1"
+    assert _glue_numbers("63.3 % (chance 10 %)") == "63.3\u00a0% (chance 10\u00a0%)"
+    assert _glue_numbers("at ε = 0.25 vs 4.5 %") == "at ε =\u00a00.25 vs 4.5\u00a0%"
