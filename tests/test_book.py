@@ -235,10 +235,9 @@ def test_html_loads_nothing_external(built_book):
 def test_widget_scripts_are_served_by_the_book(built_book):
     html = (HTML / "executed" / "17_widgets.html").read_text()
     srcs = re.findall(r"<script[^>]*src=\"([^\"]+)\"", html)
-    mgr = [s for s in srcs if "embed-amd.js" in s]
-    req = [s for s in srcs if "require.js" in s]
-    assert mgr and req, "widget pages must load require.js and the html-manager"
-    for s in mgr + req:
+    mgr = [s for s in srcs if "html-manager/embed.js" in s]
+    assert mgr, "widget pages must load the html-manager's standalone bundle"
+    for s in mgr:
         assert (HTML / "executed" / s.split("?")[0]).resolve().exists(), s
     assert "application/vnd.jupyter.widget-state+json" in html
 
