@@ -31,10 +31,11 @@ from .report import scoreboard_text
 
 
 # %% auto #0
-__all__ = ['LATE_PAGES', 'MATHJAX2_SHIM', 'VENDOR', 'split_directives', 'preprocess', 'book_pages', 'chapter_name', 'page_for',
-           'source_of', 'parse_value', 'check_params', 'check_requested_data', 'run_paths', 'notebook_errors', 'run_id',
-           'coverage', 'completes_less', 'install_copy', 'set_alt_text', 'execute_page', 'vendor_files',
-           'prepare_assets', 'chapter_runs', 'select_copies', 'page_jobs', 'build_book', 'setup', 'main']
+__all__ = ['LATE_PAGES', 'MATHJAX2_SHIM', 'VENDOR', 'KNOBS_LOADER', 'split_directives', 'preprocess', 'book_pages',
+           'chapter_name', 'page_for', 'source_of', 'parse_value', 'check_params', 'check_requested_data', 'run_paths',
+           'notebook_errors', 'run_id', 'coverage', 'completes_less', 'install_copy', 'set_alt_text', 'execute_page',
+           'vendor_files', 'prepare_assets', 'chapter_runs', 'select_copies', 'page_jobs', 'build_book', 'setup',
+           'main']
 
 # %% ../nbs/19_run.ipynb #42620085
 _DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
@@ -600,6 +601,41 @@ def vendor_files(root=None) -> dict[str, Path]:
     return out
 
 
+KNOBS_LOADER = """// robbook: load the ipywidgets HTML manager (1.9 MB) only when a knob comes near the screen, so a
+// reader who never scrolls to one never downloads it. The manager renders the page's widgets on the
+// window's load event; by the time it arrives that event has passed, so the load listener it adds while
+// it starts is called at once instead.
+(function () {
+  var me = document.currentScript.src;
+  var src = me.replace(/knobs-loader\\.js([?#].*)?$/, "html-manager/embed.js");
+  var started = false;
+  function start() {
+    if (started) return;
+    started = true;
+    var add = window.addEventListener;
+    window.addEventListener = function (type, fn, opts) {
+      if (type === "load" && document.readyState === "complete") { setTimeout(fn, 0); return; }
+      return add.call(window, type, fn, opts);
+    };
+    var s = document.createElement("script");
+    s.src = src;
+    s.onload = s.onerror = function () { window.addEventListener = add; };
+    document.head.appendChild(s);
+  }
+  function watch() {
+    var views = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]');
+    if (!views.length) return;
+    if (!("IntersectionObserver" in window)) return start();
+    var seen = new IntersectionObserver(function (entries) {
+      if (entries.some(function (e) { return e.isIntersecting; })) { seen.disconnect(); start(); }
+    }, {rootMargin: "150% 0px"});   // a screen and a half ahead, so the knobs are ready when they arrive
+    views.forEach(function (v) { seen.observe(v.parentElement); });
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", watch); else watch();
+})();
+"""
+
+
 def prepare_assets(root=None) -> Path:
     """Copy the JavaScript the book serves itself (`VENDOR`: the ipywidgets HTML manager, MathJax) from
     `node_modules/` (installed by `npm ci`) into a fresh `book_assets/_static/vendor/`.
@@ -623,6 +659,7 @@ def prepare_assets(root=None) -> Path:
         (vendor / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, vendor / rel)
     (vendor / "mathjax2-shim.js").write_text(MATHJAX2_SHIM)
+    (vendor / "knobs-loader.js").write_text(KNOBS_LOADER)
     return vendor
 def _placeholder(page: str, reason: str, root: Path) -> Path:
     "Write a page that says plainly that this chapter failed to execute (the book shows it instead)."
