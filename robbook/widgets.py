@@ -134,17 +134,20 @@ def knobs(fn: Callable[..., Any], grid: Mapping[str, Sequence], *, labels: Mappi
     bar = tqdm(total=n, desc="precomputing knob frames", disable=not progress, leave=False)  # None: off
     controls = [_control(labels[k], values[k], start[k]) for k in names]
     first = {}
+    # one Layout for all frames and one for all stacks: the page stores each Layout's every (empty) field
+    frame_layout, stack_layout = W.Layout(), W.Layout()
 
     def build(level: int, prefix: dict, at_start: bool) -> W.Widget:
         if level == len(names):
             bar.update(1)
             frame = render_frame(fn(**prefix), fmt=fmt, dpi=dpi)
+            frame.layout = frame_layout
             if at_start:
                 first["frame"] = frame
             return frame
         k = names[level]
         children = [build(level + 1, {**prefix, k: v}, at_start and i == start[k]) for i, v in enumerate(values[k])]
-        stack = W.Stack(children=children, selected_index=start[k])
+        stack = W.Stack(children=children, selected_index=start[k], layout=stack_layout)
         W.jslink((controls[level], "index"), (stack, "selected_index"))
         return stack
 
@@ -158,11 +161,11 @@ def knobs(fn: Callable[..., Any], grid: Mapping[str, Sequence], *, labels: Mappi
 
 
 def _live_knobs(fn, values, start, labels, *, fmt, dpi) -> W.Widget:
-    "Continuous sliders (numeric knobs), toggle buttons (two values) or dropdowns, recomputing `fn` on every change."
+    "Continuous sliders (numeric knobs), toggle buttons (two other values) or dropdowns, recomputing `fn` on every change."
     controls = {}
     for k, v in values.items():
         numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
-        if numeric and len(v) > 2:
+        if numeric and len(v) > 1:                    # live: the whole range between the values
             lo, hi = min(v), max(v)
             if all(isinstance(x, int) for x in v):
                 controls[k] = W.IntSlider(value=v[start[k]], min=lo, max=hi, description=labels[k])
