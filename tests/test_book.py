@@ -369,10 +369,12 @@ def _move_first_slider(d, page_url, tmp_path, name):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
     d.get(page_url)
-    # the widget manager loads when a knob comes near the screen
-    d.execute_script("""const v = document.querySelector('script[type="application/vnd.jupyter.widget-view+json"]');
-                        if (v) v.parentElement.scrollIntoView({block: 'center'});""")
-    WebDriverWait(d, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".noUi-handle"))
+    # the widget manager loads when a knob comes near the screen: scroll to the first knob (again on each
+    # try, since images and math still loading move it) until its sliders are drawn
+    to_knob = """const v = document.querySelector('script[type="application/vnd.jupyter.widget-view+json"]');
+                 if (v && v.parentElement) v.parentElement.scrollIntoView({block: 'center'});
+                 return document.querySelectorAll('.noUi-handle').length;"""
+    WebDriverWait(d, 90, poll_frequency=1).until(lambda d: d.execute_script(to_knob))
     WebDriverWait(d, 30).until(lambda d: _visible_frame(d))
     before = _visible_frame(d)
     handles = d.find_elements(By.CSS_SELECTOR, ".noUi-handle")
