@@ -31,10 +31,11 @@ from .report import scoreboard_text
 
 
 # %% auto #0
-__all__ = ['LATE_PAGES', 'MATHJAX2_SHIM', 'split_directives', 'preprocess', 'book_pages', 'chapter_name', 'page_for', 'source_of',
-           'parse_value', 'check_params', 'check_requested_data', 'run_paths', 'notebook_errors', 'run_id', 'coverage',
-           'completes_less', 'install_copy', 'set_alt_text', 'execute_page', 'prepare_assets', 'chapter_runs',
-           'select_copies', 'page_jobs', 'build_book', 'setup', 'main']
+__all__ = ['LATE_PAGES', 'MATHJAX2_SHIM', 'VENDOR', 'KNOBS_LOADER', 'split_directives', 'preprocess', 'book_pages',
+           'chapter_name', 'page_for', 'source_of', 'parse_value', 'check_params', 'check_requested_data', 'run_paths',
+           'notebook_errors', 'run_id', 'coverage', 'completes_less', 'install_copy', 'set_alt_text', 'execute_page',
+           'vendor_files', 'prepare_assets', 'chapter_runs', 'select_copies', 'page_jobs', 'build_book', 'setup',
+           'main']
 
 # %% ../nbs/19_run.ipynb #42620085
 _DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
@@ -582,46 +583,89 @@ MATHJAX2_SHIM = """// robbook: the ipywidgets HTML manager typesets labels with 
 """
 
 
+# What the book serves of each npm package: (folder under node_modules/, file patterns in it). Only the
+# files a page loads, not whole packages (MathJax alone is 24 MB): MathJax's startup component with the
+# TeX input (its extensions load on demand), the CommonHTML output and its fonts, and the MathML that
+# screen readers read; the widget manager's standalone bundle and the icon fonts its stylesheet names
+# (woff2 and woff: every browser the book supports reads one of them).
+VENDOR = {"mathjax": ("mathjax/es5", ["startup.js", "core.js", "input/tex.js", "input/tex/extensions/*.js",
+                                      "output/chtml.js", "output/chtml/fonts/tex.js",
+                                      "output/chtml/fonts/woff-v2/*.woff", "a11y/assistive-mml.js"]),
+          "html-manager": ("@jupyter-widgets/html-manager/dist", ["embed.js", "*.woff2", "*.woff"])}
+
+
+def vendor_files(root=None) -> dict[str, Path]:
+    "Each file of `VENDOR` as {path under `_static/vendor/`: its source in `node_modules/`}; empty patterns raise."
+    nm, out = _root(root) / "node_modules", {}
+    for name, (folder, patterns) in VENDOR.items():
+        for pat in patterns:
+            hits = sorted((nm / folder).glob(pat))
+            if not hits:
+                raise FileNotFoundError(f"node_modules/{folder}/{pat}")
+            out.update({f"{name}/{p.relative_to(nm / folder)}": p for p in hits})
+    return out
+
+
+KNOBS_LOADER = """// robbook: load the ipywidgets HTML manager (1.9 MB) only when a knob comes near the screen, so a
+// reader who never scrolls to one never downloads it. The manager renders the page's widgets on the
+// window's load event; by the time it arrives that event has passed, so the load listener it adds while
+// it starts is called at once instead.
+(function () {
+  var me = document.currentScript.src;
+  var src = me.replace(/knobs-loader\\.js([?#].*)?$/, "html-manager/embed.js");
+  var started = false;
+  function start() {
+    if (started) return;
+    started = true;
+    var add = window.addEventListener;
+    window.addEventListener = function (type, fn, opts) {
+      if (type === "load" && document.readyState === "complete") { setTimeout(fn, 0); return; }
+      return add.call(window, type, fn, opts);
+    };
+    var s = document.createElement("script");
+    s.src = src;
+    s.onload = s.onerror = function () { window.addEventListener = add; };
+    document.head.appendChild(s);
+  }
+  function watch() {
+    var views = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]');
+    if (!views.length) return;
+    if (!("IntersectionObserver" in window)) return start();
+    var seen = new IntersectionObserver(function (entries) {
+      if (entries.some(function (e) { return e.isIntersecting; })) { seen.disconnect(); start(); }
+    }, {rootMargin: "150% 0px"});   // a screen and a half ahead, so the knobs are ready when they arrive
+    views.forEach(function (v) { seen.observe(v.parentElement); });
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", watch); else watch();
+})();
+"""
+
+
 def prepare_assets(root=None) -> Path:
-    """Copy the JavaScript the book serves itself (require.js, the ipywidgets HTML manager, MathJax)
-    from `node_modules/` (installed by `npm ci`) into `book_assets/_static/vendor/`.
+    """Copy the JavaScript the book serves itself (`VENDOR`: the ipywidgets HTML manager, MathJax) from
+    `node_modules/` (installed by `npm ci`) into a fresh `book_assets/_static/vendor/`.
 
     `book_assets/` is Sphinx's `html_extra_path`: copied into the output as it is, so the files land in
     `_build/html/_static/vendor/` where Sphinx resolves relative script paths, without Jupyter Book
     adding every script to every page (which it does for a source `_static/` folder)."""
     r = _root(root)
-    nm = r / "node_modules"
-    wanted = {"require.js": nm / "requirejs" / "require.js",
-              "html-manager": nm / "@jupyter-widgets" / "html-manager" / "dist",
-              "mathjax": nm / "mathjax" / "es5"}
-    missing = [str(p) for p in wanted.values() if not p.exists()]
-    if missing:
-        if shutil.which("npm"):
-            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=r, check=True)
-        else:
-            raise SystemExit(f"robbook: the book's JavaScript is missing ({', '.join(missing)}) and npm is not "
-                             "installed; install Node.js/npm (e.g. `apt-get install npm`) and run `npm ci`")
-    vendor = r / "book_assets" / "_static" / "vendor"
-    vendor.mkdir(parents=True, exist_ok=True)
-    for name, p in wanted.items():
-        dst = vendor / name
-        if p.is_dir():
-            if not dst.exists():
-                shutil.copytree(p, dst)
-        elif not dst.exists() or dst.stat().st_mtime < p.stat().st_mtime:
-            shutil.copyfile(p, dst)
+    try:
+        files = vendor_files(r)
+    except FileNotFoundError as e:
+        if not shutil.which("npm"):
+            raise SystemExit(f"robbook: the book's JavaScript is missing ({e}) and npm is not installed; "
+                             "install Node.js/npm (e.g. `apt-get install npm`) and run `npm ci`")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=r, check=True)
+        files = vendor_files(r)
+    assets = r / "book_assets"
+    shutil.rmtree(assets, ignore_errors=True)          # nothing from an earlier selection lingers
+    vendor = assets / "_static" / "vendor"
+    for rel, src in files.items():
+        (vendor / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, vendor / rel)
     (vendor / "mathjax2-shim.js").write_text(MATHJAX2_SHIM)
-    # The widget manager's modules ask for their icon fonts relative to the page (pages live in
-    # executed/), under one of two module folders depending on which module loads first.
-    for sub in ("@jupyter-widgets", "@jupyter-widgets/html-manager/dist"):
-        fonts = r / "book_assets" / "executed" / sub
-        fonts.mkdir(parents=True, exist_ok=True)
-        for f in wanted["html-manager"].iterdir():
-            if f.suffix in (".woff", ".woff2", ".ttf", ".eot", ".svg") and not (fonts / f.name).exists():
-                shutil.copyfile(f, fonts / f.name)
+    (vendor / "knobs-loader.js").write_text(KNOBS_LOADER)
     return vendor
-
-
 def _placeholder(page: str, reason: str, root: Path) -> Path:
     "Write a page that says plainly that this chapter failed to execute (the book shows it instead)."
     src = source_of(page, root)
@@ -820,6 +864,9 @@ def build_book(*, profile: str = "smoke",
     index = r / "_build" / "html" / "index.html"
     if render:
         prepare_assets(r)
+        # A fresh output folder: no image, script or page of an earlier build lingers in it. Sphinx keeps
+        # its parsed pages (_build/.doctrees), so it re-reads only what changed and writes every page.
+        shutil.rmtree(r / "_build" / "html", ignore_errors=True)
         jb = Path(sys.executable).parent / "jupyter-book"
         cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(r), "--builder", "html"]
         log("robbook: rendering with " + " ".join(cmd[1:]))

@@ -57,15 +57,56 @@ def render_frame(obj, *, fmt: str = FRAME_FORMAT["fmt"], dpi: int = FRAME_FORMAT
 __all__ = ['render_frame', 'knobs']
 
 # %% ../nbs/17_widgets.ipynb #23e57e52
-def knobs(fn: Callable[..., Any], grid: Mapping[str, Sequence], *, defaults: Mapping[str, Any] | None = None,
+def _control(label: str, values: list, start: int) -> W.Widget:
+    """The control of one precomputed knob: a row of toggle buttons for two values or for values that are
+    not numbers (a choice, not a range), else a slider; either way its `index` picks the frame."""
+    options = [(_label(v), i) for i, v in enumerate(values)]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if len(values) == 2 or not numeric:
+        return W.ToggleButtons(options=options, value=start, description=label,
+                               style={"description_width": "initial", "button_width": "auto"})
+    return W.SelectionSlider(options=options, value=start, description=label, continuous_update=True,
+                             style={"description_width": "initial"}, layout=W.Layout(width="min(28em, 95%)"))
+
+
+def _setting(labels: Mapping[str, str], values: Mapping[str, Any]) -> str:
+    "The knobs' setting in words: 'noise level η√d = 2, class balance p = 0.9'."
+    return ", ".join(f"{labels[k]} = {_label(v)}" for k, v in values.items())
+
+
+def _no_script(frame: W.Widget, setting: str, n: int, alt: str | None) -> str:
+    """HTML that a browser shows only with JavaScript off (`<noscript>`): the frame the knobs start on,
+    with alt text in words, and a line saying what the knobs would do."""
+    import base64
+    from html import escape
+    words = escape(alt or f"The figure at {setting}.")
+    if isinstance(frame, W.Image):
+        body = (f'<img src="data:image/{frame.format};base64,{base64.b64encode(frame.value).decode()}" '
+                f'alt="{words}">')
+    else:
+        body = frame.value
+    note = escape(f"This figure has knobs ({setting}); with JavaScript on they switch it between {n} "
+                  "precomputed settings.")
+    return f'<noscript><div class="robbook-knobs-static">{body}<p><em>{note}</em></p></div></noscript>'
+
+
+def knobs(fn: Callable[..., Any], grid: Mapping[str, Sequence], *, labels: Mapping[str, str] | None = None,
+          defaults: Mapping[str, Any] | None = None, alt: str | None = None,
           fmt: str = FRAME_FORMAT["fmt"], dpi: int = FRAME_FORMAT["dpi"], live: bool | None = None,
           max_frames: int = 400, progress: bool | None = None) -> W.Widget:
-    """Sliders over `grid` (knob name → list of values) showing `fn(**values)`.
+    """Knobs over `grid` (knob name → list of values) showing `fn(**values)`.
 
-    Static (default outside a live Jupyter session): every frame is precomputed and the sliders
-    switch frames in the browser with no kernel (nested `Stack`s + `jslink`); no progress bar is
-    left in the page unless `progress=True`. Live (`live=True`, or a JupyterLab/Notebook session):
-    sliders span each knob's range and `fn` is recomputed."""
+    `labels` names each knob for the reader, in words with units (`{"eta_sqrt_d": "noise level η√d"}`);
+    a knob without one shows its Python name (a chapter may pass one dict naming all its knobs). A knob with two values, or with values that are not numbers,
+    is a row of toggle buttons; any other knob is a slider. `defaults` picks the starting frame (else the
+    middle of each grid); `alt` describes that frame in words for the page without JavaScript (else the
+    knobs' setting in words).
+
+    Static (default outside a live Jupyter session): every frame is precomputed and the knobs switch frames
+    in the browser with no kernel (nested `Stack`s + `jslink`); the page also gets the starting frame as a
+    plain image that only a browser without JavaScript shows; no progress bar is left in the page unless
+    `progress=True`. Live (`live=True`, or a JupyterLab/Notebook session): sliders span each knob's range
+    and `fn` is recomputed."""
     if not grid:
         raise ValueError("knobs needs at least one knob: grid={'name': [values, ...]}")
     names = list(grid)
@@ -73,6 +114,7 @@ def knobs(fn: Callable[..., Any], grid: Mapping[str, Sequence], *, defaults: Map
     for k, v in values.items():
         if len(v) == 0:
             raise ValueError(f"knob {k!r} has no values")
+    labels = {k: (labels or {}).get(k, k) for k in names}   # one dict may name the knobs of a whole chapter
     defaults = dict(defaults or {})
     bad = set(defaults) - set(names)
     if bad:
@@ -81,7 +123,7 @@ def knobs(fn: Callable[..., Any], grid: Mapping[str, Sequence], *, defaults: Map
     if live is None:
         live = _is_live()
     if live:
-        return _live_knobs(fn, values, start, fmt=fmt, dpi=dpi)
+        return _live_knobs(fn, values, start, labels, fmt=fmt, dpi=dpi)
     n = 1
     for v in values.values():
         n *= len(v)
@@ -90,40 +132,53 @@ def knobs(fn: Callable[..., Any], grid: Mapping[str, Sequence], *, defaults: Map
                          "use coarser grids or raise max_frames")
     from tqdm.auto import tqdm
     bar = tqdm(total=n, desc="precomputing knob frames", disable=not progress, leave=False)  # None: off
-    sliders = [W.SelectionSlider(options=[(_label(v), i) for i, v in enumerate(values[k])],
-                                 value=start[k], description=k, continuous_update=True,
-                                 style={"description_width": "initial"},
-                                 layout=W.Layout(width="min(28em, 95%)")) for k in names]
+    controls = [_control(labels[k], values[k], start[k]) for k in names]
+    first = {}
+    # one Layout for all frames and one for all stacks: the page stores each Layout's every (empty) field
+    frame_layout, stack_layout = W.Layout(), W.Layout()
 
-    def build(level: int, prefix: dict) -> W.Widget:
+    def build(level: int, prefix: dict, at_start: bool) -> W.Widget:
         if level == len(names):
             bar.update(1)
-            return render_frame(fn(**prefix), fmt=fmt, dpi=dpi)
+            frame = render_frame(fn(**prefix), fmt=fmt, dpi=dpi)
+            frame.layout = frame_layout
+            if at_start:
+                first["frame"] = frame
+            return frame
         k = names[level]
-        children = [build(level + 1, {**prefix, k: v}) for v in values[k]]
-        stack = W.Stack(children=children, selected_index=start[k])
-        W.jslink((sliders[level], "index"), (stack, "selected_index"))
+        children = [build(level + 1, {**prefix, k: v}, at_start and i == start[k]) for i, v in enumerate(values[k])]
+        stack = W.Stack(children=children, selected_index=start[k], layout=stack_layout)
+        W.jslink((controls[level], "index"), (stack, "selected_index"))
         return stack
 
-    view = build(0, {})
+    view = build(0, {}, True)
     bar.close()
-    return W.VBox([W.HBox(sliders, layout=W.Layout(flex_flow="row wrap")), view],
+    from IPython.display import HTML, display
+    setting = _setting(labels, {k: values[k][start[k]] for k in names})
+    display(HTML(_no_script(first["frame"], setting, n, alt)))
+    return W.VBox([W.HBox(controls, layout=W.Layout(flex_flow="row wrap", align_items="center")), view],
                   layout=W.Layout(align_items="flex-start"))
 
 
-def _live_knobs(fn, values, start, *, fmt, dpi) -> W.Widget:
-    "Continuous sliders (numeric knobs) or dropdowns, recomputing `fn` on every change."
+def _live_knobs(fn, values, start, labels, *, fmt, dpi) -> W.Widget:
+    "Continuous sliders (numeric knobs), toggle buttons (two other values) or dropdowns, recomputing `fn` on every change."
     controls = {}
     for k, v in values.items():
-        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) and len(v) > 1:
+        numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        if numeric and len(v) > 1:                    # live: the whole range between the values
             lo, hi = min(v), max(v)
             if all(isinstance(x, int) for x in v):
-                controls[k] = W.IntSlider(value=v[start[k]], min=lo, max=hi, description=k)
+                controls[k] = W.IntSlider(value=v[start[k]], min=lo, max=hi, description=labels[k])
             else:
                 controls[k] = W.FloatSlider(value=v[start[k]], min=lo, max=hi, step=(hi - lo) / 200,
-                                            description=k, continuous_update=False)
+                                            description=labels[k], continuous_update=False)
+        elif len(v) == 2:
+            controls[k] = W.ToggleButtons(options=[(_label(x), x) for x in v], value=v[start[k]],
+                                          description=labels[k])
         else:
-            controls[k] = W.Dropdown(options=[(_label(x), x) for x in v], value=v[start[k]], description=k)
+            controls[k] = W.Dropdown(options=[(_label(x), x) for x in v], value=v[start[k]], description=labels[k])
+    for c in controls.values():
+        c.style.description_width = "initial"
     out = W.Box([render_frame(fn(**{k: c.value for k, c in controls.items()}), fmt=fmt, dpi=dpi)])
 
     def redraw(_=None):

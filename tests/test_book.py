@@ -3,7 +3,9 @@ it, the HTML loads nothing from outside the book, and the knob widgets work in h
 with every non-local request blocked.
 
 ROBBOOK_TEST_BOOK_ROOT=<checkout> points these tests at an already built checkout (default: this
-one, built by the test itself with `python -m robbook book`, which re-executes only what changed)."""
+one, built by the test itself with `python -m robbook book`, which re-executes only what changed).
+ROBBOOK_TEST_BOOK_BUILT=1 checks the book as it is in `_build/html`, without building it first (for the
+page checks while working on the book: `ROBBOOK_TEST_BOOK_BUILT=1 pytest tests/test_book.py -k page`)."""
 import functools
 import http.server
 import json
@@ -30,6 +32,9 @@ pytestmark = pytest.mark.book
 @pytest.fixture(scope="module")
 def built_book():
     "Execute every page (smoke, CPU) and render the HTML; fail with the log if anything breaks."
+    if os.environ.get("ROBBOOK_TEST_BOOK_BUILT") == "1":
+        assert (HTML / "index.html").exists(), f"ROBBOOK_TEST_BOOK_BUILT=1 but there is no book in {HTML}"
+        return HTML
     t0 = time.time()
     r = subprocess.run([sys.executable, "-m", "robbook", "book", "--profile", "smoke", "--device", "cpu",
                         "--root", str(ROOT)], cwd=ROOT, capture_output=True, text=True, timeout=3600)
@@ -186,6 +191,8 @@ def test_pages_are_light(built_book):
     for page, html in _pages_html().items():
         size = len(html.encode())
         for src in set(re.findall(r'<img[^>]*src="([^"]+)"', html)):
+            if src.startswith("data:"):      # inline: already counted in the HTML
+                continue
             f = (HTML / "executed" / src.split("?")[0]).resolve()
             if f.is_file():
                 size += f.stat().st_size
@@ -200,6 +207,63 @@ def test_images_have_alt_text_and_no_absolute_paths(built_book):
             assert alt and not re.fullmatch(r"[0-9a-f]{16,}.*\.(png|jpg|svg)", alt), f"{page}: alt text {alt!r}"
         assert str(ROOT / "executed") not in html, f"{page}: the build machine's path is shown"
     assert not (HTML / ".pytest_cache").exists(), "the book picked up .pytest_cache"
+
+
+def test_no_alt_text_repeated_on_a_page(built_book):
+    "Each image on a page has its own alt text: two images described alike are two images a reader cannot tell apart."
+    import html as h
+    from collections import Counter
+    repeated = {}
+    for page, html in _pages_html().items():
+        twice = [a for a, n in Counter(h.unescape(a) for a in re.findall(r'<img[^>]*\balt="([^"]*)"', html)).items()
+                 if n > 1]
+        if twice:
+            repeated[page] = [a[:90] for a in twice]
+    assert not repeated, f"alt text repeated on a page: {repeated}"
+
+
+_REPR = re.compile(r"""\{\s*(['"])[^'"\n]{1,80}\1\s*:|\bTrainConfig\(""")
+
+
+def _shown_text(o) -> str:
+    "The text of an output as the book shows it: a stream, else the first mime type myst-nb renders."
+    if o.get("output_type") == "stream":
+        return o.get("text", "")
+    data = o.get("data", {})
+    for mime in ("application/vnd.jupyter.widget-view+json", "text/html", "text/markdown", "text/latex",
+                 "image/svg+xml", "image/png", "image/jpeg", "text/plain"):
+        if mime in data:
+            text = data[mime] if mime.startswith("text/") else ""
+            return "".join(text) if isinstance(text, list) else text
+    return ""
+
+
+def _reader_pages():
+    "The pages outside the library appendix (the overview, the chapters and their companions), in book order."
+    import yaml
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    library = {str(e["file"]).split("/", 1)[1] for part in toc.get("parts", [])
+               if str(part.get("caption", "")).startswith("Appendix") for e in part.get("chapters", [])}
+    return [p for p in run.book_pages(ROOT) if p not in library]
+
+
+def test_no_output_is_a_python_repr(built_book):
+    """The book's reader pages show results in words, tables and figures, never a dict or a TrainConfig as Python
+    prints it (the library appendix may: it documents the API, error messages included)."""
+    found = {}
+    for page in _reader_pages():
+        if run.source_of(page, ROOT).suffix == ".md":
+            continue
+        for i, c in enumerate(_executed(page).cells):
+            tags = set(c.metadata.get("tags", []))
+            if c.cell_type != "code" or tags & {"remove-cell", "remove-output"}:
+                continue
+            for o in c.get("outputs", []):
+                m = _REPR.search(_shown_text(o))
+                if m:
+                    text = _shown_text(o)
+                    found.setdefault(page, []).append(f"cell {i}: ...{text[max(0, m.start() - 30):m.end() + 50]!r}")
+    assert not found, "outputs that are Python reprs:\n" + "\n".join(f"{p}: {v[:4]}" for p, v in found.items())
 
 
 def test_math_is_loaded_only_where_there_is_math(built_book):
@@ -235,10 +299,9 @@ def test_html_loads_nothing_external(built_book):
 def test_widget_scripts_are_served_by_the_book(built_book):
     html = (HTML / "executed" / "17_widgets.html").read_text()
     srcs = re.findall(r"<script[^>]*src=\"([^\"]+)\"", html)
-    mgr = [s for s in srcs if "embed-amd.js" in s]
-    req = [s for s in srcs if "require.js" in s]
-    assert mgr and req, "widget pages must load require.js and the html-manager"
-    for s in mgr + req:
+    loader = [s for s in srcs if "knobs-loader.js" in s]
+    assert loader, "widget pages must load the knobs' loader (which loads the html-manager)"
+    for s in loader + [loader[0].split("?")[0].replace("knobs-loader.js", "html-manager/embed.js")]:
         assert (HTML / "executed" / s.split("?")[0]).resolve().exists(), s
     assert "application/vnd.jupyter.widget-state+json" in html
 
@@ -306,7 +369,12 @@ def _move_first_slider(d, page_url, tmp_path, name):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
     d.get(page_url)
-    WebDriverWait(d, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".noUi-handle"))
+    # the widget manager loads when a knob comes near the screen: scroll to the first knob (again on each
+    # try, since images and math still loading move it) until its sliders are drawn
+    to_knob = """const v = document.querySelector('script[type="application/vnd.jupyter.widget-view+json"]');
+                 if (v && v.parentElement) v.parentElement.scrollIntoView({block: 'center'});
+                 return document.querySelectorAll('.noUi-handle').length;"""
+    WebDriverWait(d, 90, poll_frequency=1).until(lambda d: d.execute_script(to_knob))
     WebDriverWait(d, 30).until(lambda d: _visible_frame(d))
     before = _visible_frame(d)
     handles = d.find_elements(By.CSS_SELECTOR, ".noUi-handle")
@@ -386,19 +454,20 @@ def test_no_sideways_scroll_at_1280px(server, browser):
 
 _PADDING_JS = """
 const out = [];
-for (const t of document.querySelectorAll('div.cell_output table[id^="T_"]')) {
+for (const t of document.querySelectorAll('div.cell_output table')) {
   const c = t.querySelector('td');
   if (!c) continue;
   const cs = getComputedStyle(c);
   const pad = Math.min(parseFloat(cs.paddingLeft), parseFloat(cs.paddingRight));
-  if (pad < 4) out.push(t.id + ': ' + pad + ' px');
+  if (pad < 4) out.push((t.id || t.className || 'table') + ': ' + pad + ' px');
 }
 return out;
 """
 
 
 def test_styled_tables_keep_numbers_apart(server, browser):
-    "pandas-styled tables get at least 4 px of cell padding left and right, so neighbouring numbers never touch."
+    """Output tables (pandas-styled, plain DataFrames, the run box) get at least 4 px of cell padding left and
+    right, so neighbouring numbers never touch."""
     from selenium.webdriver.support.ui import WebDriverWait
     browser.set_window_size(1280, 1000)
     tight, seen = {}, 0
@@ -414,6 +483,39 @@ def test_styled_tables_keep_numbers_apart(server, browser):
             tight[page] = bad[:5]
     assert seen >= 3, f"expected styled tables on the chapters' pages, found them on {seen} pages"
     assert not tight, f"styled tables with cell padding under 4 px: {tight}"
+
+_WEIGHT_JS = """
+const all = performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'));
+return [all.length, all.reduce((s, e) => s + (e.decodedBodySize || 0), 0)];
+"""
+
+
+def test_first_visit_weighs_at_most_5_mb(server, browser):
+    """A first visit (empty cache) to any page loads at most 5 MB: the page, its scripts, styles, fonts and images,
+    everything the browser asked for until the page went quiet (MathJax and the widget manager load parts late)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
+    heavy, weights = {}, {}
+    try:
+        for page in run.book_pages(ROOT):
+            browser.get(f"{server}/executed/{page}.html")
+            WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+            last, quiet = None, 0
+            for _ in range(40):                        # until nothing new has loaded for 1 s (at most 10 s)
+                time.sleep(0.25)
+                now = browser.execute_script(_WEIGHT_JS)
+                quiet = quiet + 1 if now == last else 0
+                last = now
+                if quiet >= 4:
+                    break
+            weights[page] = last[1]
+            if last[1] > 5_000_000:
+                heavy[page] = f"{last[1] / 1e6:.2f} MB in {last[0]} requests"
+    finally:
+        browser.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": False})
+    print("first-visit weight (MB):", {p: round(w / 1e6, 2) for p, w in weights.items()})
+    assert not heavy, f"pages over 5 MB on a first visit: {heavy}"
 
 # ---------- absent data: a clear dataset error at once, or "not run here" rows ----------
 

@@ -442,6 +442,21 @@ def test_knobs_errors():
         widgets.knobs(lambda a, b: 3, {"a": [1], "b": [2]}, live=False, progress=False)
 
 
+def test_knobs_name_their_knobs_in_words_and_leave_a_frame_for_pages_without_javascript(monkeypatch):
+    import IPython.display
+    import ipywidgets as W
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj.data))
+    w = widgets.knobs(_fig, {"a": [1, 2, 3], "b": ["x", "y"]}, labels={"a": "budget ε", "c": "unused"},
+                      live=False, progress=False)
+    a, b = w.children[0].children
+    assert isinstance(a, W.SelectionSlider) and a.description == "budget ε"
+    assert isinstance(b, W.ToggleButtons) and b.description == "b", "two values: toggle buttons; no label: the name"
+    assert shown[0].startswith("<noscript>") and 'alt="The figure at budget ε = 2, b = y."' in shown[0]
+    widgets.knobs(_fig, {"a": [1], "b": [2]}, alt="A line.", live=False, progress=False)
+    assert 'alt="A line."' in shown[1]
+
+
 def test_live_knobs_recompute():
     seen = []
 
