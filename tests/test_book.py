@@ -396,7 +396,7 @@ def _widget_pages():
     pages = []
     for page in run.book_pages(ROOT):
         f = HTML / "executed" / f"{page}.html"
-        if f.exists() and "application/vnd.jupyter.widget-view+json" in f.read_text():
+        if f.exists() and re.search(r"<script[^>]*type=\"application/vnd.jupyter.widget-view\+json\"", f.read_text()):
             pages.append(page)
     return pages
 
