@@ -487,13 +487,14 @@ class RISettings:
         return cls(**{k[len("rimagenet_"):]: v for k, v in cfg.items() if k.startswith("rimagenet_")})
 
 # %% ../nbs/02b_ilyas_data.ipynb #1c2d8f84
-def _robust_accuracy(model, data: ImageData, eps: float, *, version: str, seed: int, chunk: int = 1000) -> float:
-    "l2 robust accuracy from `evaluate_robust` on `data`, `chunk` images at a time (bounded memory)."
+def _robust_accuracy(model, data: ImageData, eps: float, *, version: str, seed: int, chunk: int = 1000,
+                     **budget) -> float:
+    "l2 robust accuracy from `evaluate_robust` on `data`, `chunk` images at a time (bounded memory); `budget`: its `steps`, `n_target_classes`, `n_queries`."
     dev, robust = model_device(model), 0
     for s in range(0, len(data), chunk):
         part = data.subset(slice(s, s + chunk))
         robust += int(evaluate_robust(model, part.float().to(dev), part.y.to(dev), norm="l2", eps=eps, version=version,
-                                      seed=seed, checks=False, progress=False).robust.sum())
+                                      seed=seed, checks=False, progress=False, **budget).robust.sum())
     return robust / len(data)
 
 
@@ -512,13 +513,14 @@ def _ri_data(root, S: RISettings, seed: int, num_workers):
 
 
 def rimagenet_experiments(root, settings: RISettings | None = None, *, cache_dir=None, device: str = "auto",
-                          seed: int = 0, eval_version: str = "standard", launch: dict | None = None,
-                          num_workers: int | None = None, progress: bool = True) -> dict:
+                          seed: int = 0, eval_version: str = "standard", eval_budget: dict | None = None,
+                          launch: dict | None = None, num_workers: int | None = None, progress: bool = True) -> dict:
     """Table 1's Restricted ImageNet column and Figure 12 (Figure 2 on Restricted ImageNet) of Ilyas et al. (2019), on
     ImageNet at `root` (`train/`, `val/`, 1000 wnid folders each). Trains a standard and an l2-robust source model
     (`robbook.launch.fit`: in this process or with torchrun, per `launch` = {launcher, nproc, nnodes, rdzv_endpoint}),
     builds D_R, D_NR (inversion from unrelated images), D_rand and D_det (targeted l2 PGD) as PNG folders under
-    `cache_dir`, trains a model on each and evaluates on validation images held in memory. Returns plain rows:
+    `cache_dir`, trains a model on each and evaluates on validation images held in memory (`evaluate_robust(version=
+    eval_version, **eval_budget)`: `steps`, `n_target_classes`, `n_queries` override the version's). Returns plain rows:
     {"table1", "figure12", "inversion_gap", "budgets", "sizes", "folders"}. Every step is cached and resumable.
 
     >>> out = rimagenet_experiments("/data/imagenet", RISettings(n_train=20_000, image_size=128), device="cuda")"""
@@ -588,7 +590,8 @@ def rimagenet_experiments(root, settings: RISettings | None = None, *, cache_dir
         for name, m in models12.items():
             row = {"model": name, "accuracy": acc(m)}
             for e in eps_eval:
-                row[f"robust, ε={e:.3g}"] = _robust_accuracy(m, rob_test, e, version=eval_version, seed=seed)
+                row[f"robust, ε={e:.3g}"] = _robust_accuracy(m, rob_test, e, version=eval_version, seed=seed,
+                                                                    **(eval_budget or {}))
             figure12.append(row)
         inv_gap = {"D̂_R": gap(rob, built["D̂_R"]), "D̂_NR": gap(std, built["D̂_NR"])}
         bar.update()

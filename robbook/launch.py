@@ -19,7 +19,7 @@ from .config import ParameterError
 from . import data as rd
 from .config import cache_dir as default_cache, record_training, trained_since, training_count
 from .data import RESTRICTED_IMAGENET_RANGES
-from .models import SMALL_MODELS, build_model
+from .models import SMALL_MODELS, arch_kwargs, build_model
 from .profiles import PROFILES
 from .train import TrainConfig, _eval_attack, load_trained, train
 
@@ -496,6 +496,11 @@ def _ilyas_plan(P: dict, slots=None) -> list[dict]:
     add(mod, N, what="control (b): non-transferable D̂_det")
     add(mod, N, what="control (c): pattern D̂_rand")
     add(mod, N, what="control (c): pattern D̂_det")
+    if P.get("released_dir"):              # a model on each of the authors' four released datasets (CIFAR-10 size)
+        for k in ("robust", "non_robust", "rand", "det"):
+            arch = mod if data == "cifar10" else "resnet18"
+            plan.append(_entry(arch, _DATA_TRAIN["cifar10"], E, _DATA_INPUT["cifar10"], 10,
+                               model_kwargs=SMALL_MODELS.get(arch), slot=data, what=f"released: {k}"))
     grid = 7 if P["target_success"] else 1
     n_cal = min(300, N)
     n_others = min(2, len([a for a in P["transfer_models"] if a != "linear"]))
@@ -555,7 +560,10 @@ def training_plan(chapter: str, profile: str, without=(), *, params: dict | None
     P = {**PROFILES[chapter][profile], **(params or {})}
     plan_of, slot_key = _PLANS[chapter]
     slots = None if slot_key is None else [s for s in P[slot_key] if s not in without]
-    return [m for m in plan_of(P, slots) if m.get("slot") not in without]
+    plan = [m for m in plan_of(P, slots) if m.get("slot") not in without]
+    for m in plan:                         # the chapter's per-architecture overrides (a tiny run's widths)
+        m["model_kwargs"] = arch_kwargs(m["model"], m["model_kwargs"], P.get("arch_kwargs"))
+    return plan
 
 
 import functools

@@ -20,7 +20,7 @@ __all__ = ['NORMALIZATION', 'MODELS', 'SMALL_MODELS', 'Normalize', 'RobModel', '
            'rotate_p4', 'P4ConvZ2', 'P4ConvP4', 'p4_spatial_max_pool', 'p4_spatial_avg_pool', 'p4_group_max_pool',
            'KamathGCNN', 'BasicBlock', 'Bottleneck', 'CifarResNet', 'PreActBlock', 'PreActResNet18', 'VGG',
            'WideResNet', 'P4BasicBlock', 'P4ResNet18', 'TorchvisionResNet', 'build_model', 'count_parameters',
-           'load_robustness_checkpoint']
+           'arch_kwargs', 'load_robustness_checkpoint']
 
 # %% ../nbs/13_models.ipynb #6bcbbb72
 NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -449,16 +449,16 @@ class VGG(RobModel):
 
 
 class WideResNet(RobModel):
-    "WideResNet-`depth`-`widen_factor` (Zagoruyko & Komodakis 2016); WRN-34-10 is the CIFAR model of Zhang et al. (2019, TRADES) used by Kamath et al."
+    "WideResNet-`depth`-`widen_factor` (Zagoruyko & Komodakis 2016; `width`: the stem's channels, 16 in the paper); WRN-34-10 is the CIFAR model of Zhang et al. (2019, TRADES) used by Kamath et al."
     arch = "wrn34_10"
 
     def __init__(self, num_classes=10, in_channels=3, mean=NORMALIZATION["cifar10"][0],
-                 std=NORMALIZATION["cifar10"][1], depth=34, widen_factor=10, dropout=0.0):
+                 std=NORMALIZATION["cifar10"][1], depth=34, widen_factor=10, dropout=0.0, width=16):
         super().__init__(mean, std)
         if depth < 10 or (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n + 4 with n ≥ 1 (10, 16, 22, 28, 34, …), got {depth}")
         n = (depth - 4) // 6
-        widths = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
+        widths = [width, width * widen_factor, 2 * width * widen_factor, 4 * width * widen_factor]
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         planes = widths[0]
         for i in range(3):
@@ -645,6 +645,16 @@ def build_model(name: str, num_classes: int = 10, in_channels: int | None = None
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     "Number of (trainable) parameters of `model`."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+# %% ../nbs/13_models.ipynb #0095888d
+def arch_kwargs(name: str, kwargs: dict | None, overrides: dict | None) -> dict:
+    "`build_model` arguments for architecture `name`: the chapter's `kwargs` with `overrides[name]` laid over them."
+    if overrides is not None and not isinstance(overrides, dict):
+        raise TypeError(f"arch_kwargs must be a dict {{architecture name: {{argument: value}}}}, got {overrides!r}")
+    unknown = sorted(set(overrides or {}) - set(MODELS))
+    if unknown:
+        raise ValueError(f"arch_kwargs names unknown architecture(s) {unknown}; allowed names: {MODELS}")
+    return {**(kwargs or {}), **(overrides or {}).get(name, {})}
 
 # %% ../nbs/13_models.ipynb #5f4b4e52
 _CKPT_PREFIXES = ("module.model.", "model.")

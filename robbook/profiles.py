@@ -20,7 +20,7 @@ def register(chapter: str, profiles: dict[str, dict], choices: dict[str, list] |
     CHOICES[chapter] = choices or {}
 
 # %% auto #0
-__all__ = ['PROFILES', 'CHOICES', 'TINY', 'register', 'tiny_values']
+__all__ = ['PROFILES', 'CHOICES', 'TINY', 'TINY_ARCH_KWARGS', 'register', 'tiny_values']
 
 # %% ../nbs/11_profiles.ipynb #5aa8b006
 # profile: demo
@@ -51,10 +51,14 @@ _moayeri_common = {
     "imagenet9_root": None,       # <root>/{mixed_same,mixed_rand}/val/<NN_name>/*.JPEG, <root>/in_to_in9.json
     "waterbirds_root": None,      # <root>/metadata.csv, <root>/<species>/*.jpg
     "suite_archs": ["resnet18", "resnet50"],
+    "suite_image_size": 224,      # side of the centre crop the suite models see (resize to 256/224 of it first)
     "suite_eps_l2": [0.25, 0.5, 1.0, 3.0, 5.0],
     "suite_eps_linf": [0.5, 1.0, 2.0, 4.0, 8.0],   # in units of 1/255
     "noise_sigma": 0.25,          # Gaussian noise std for RFS / RCS
     "probe_epochs": 10,           # Waterbirds / RIVAL10 linear probes (paper: 10, best validation epoch)
+    "eval_steps": None,           # APGD steps of evaluate_robust (None: the version's)
+    "eval_targets": None,         # its number of target classes (None: the version's)
+    "arch_kwargs": {},            # {architecture: build_model arguments} laid over the chapter's
 }
 register("moayeri", {
     "smoke": {**_moayeri_common,
@@ -112,6 +116,10 @@ register("moayeri", {
 _tsipras_toy = {"toy_p": 0.95, "toy_eta_sqrt_d": 2.0, "toy_eps_train_ratios": [0.5, 1.0, 1.5, 2.0],
                 "toy_epochs": 100, "toy_lr": 0.1, "linear_eps": 0.2, "linear_epochs": 100, "linear_lr": 0.1,
                 "linear_topk": [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0], "imagenet_root": None,
+                # eval_steps / eval_targets: APGD steps and target classes of evaluate_robust (None: the version's)
+                "eval_steps": None, "eval_targets": None,
+                # arch_kwargs: {architecture: build_model arguments} laid over the chapter's (robbook.models.arch_kwargs)
+                "arch_kwargs": {},
                 # how the deep models train (robbook.launch): launcher None = torchrun when nproc * nnodes > 1,
                 # else in the notebook's process; rdzv_endpoint "host:port" of the first machine when nnodes > 1
                 "launcher": None, "nproc": 1, "nnodes": 1, "rdzv_endpoint": None}
@@ -195,6 +203,8 @@ _kamath_theory = {"toy_p": 0.6, "toy_p_grid": [0.5, 0.6, 0.75, 0.9], "toy_md_gri
 _kamath_eval = {"eval_version": "fast", "deepfool_steps": 50, "sp_max_deg": 30.0, "sp_max_px": 3,
                 "sp_random_k": 10, "cifar10_std_arch": "vgg16", "cifar10_gcnn_arch": "p4_resnet18",
                 "fig14_eps": 0.3 * 0.3081, "cifar10_fig14_eps": 8 / 255, "trades_beta": 6.0,
+                # {architecture: build_model arguments} laid over the chapter's (robbook.models.arch_kwargs)
+                "arch_kwargs": {},
                 # how the models train (robbook.launch): launcher None = torchrun when nproc * nnodes > 1
                 "launcher": None, "nproc": 1, "nnodes": 1, "rdzv_endpoint": None}
 register("kamath", {
@@ -278,6 +288,10 @@ _ilyas_common = {
     # the two source models train on n_source images (None: the n_train of every other model), for source_epochs /
     # source_adv_epochs (None: epochs / adv_epochs); eval_queries: Square queries of evaluate_robust (None: the version's)
     "n_source": None, "source_epochs": None, "source_adv_epochs": None, "eval_queries": None,
+    # eval_steps / eval_targets: APGD steps and target classes of evaluate_robust (None: the version's)
+    "eval_steps": None, "eval_targets": None,
+    # arch_kwargs: {architecture: build_model arguments} laid over the chapter's (robbook.models.arch_kwargs)
+    "arch_kwargs": {},
     "l2_scale": None, "target_success": None, **_ilyas_rimagenet,
 }
 register("ilyas", {
@@ -352,9 +366,15 @@ def _sizes(start: int, step: int):
     return lambda sizes: [start + step * i for i in range(len(sizes))]
 
 
+#: Every layer of each architecture kept, its width cut to an eighth or less (`arch_kwargs` of a tiny run).
+TINY_ARCH_KWARGS: dict[str, dict] = {
+    "resnet18": {"width": 8}, "resnet50": {"width": 8}, "preact_resnet18": {"width": 8}, "p4_resnet18": {"width": 4},
+    "vgg16": {"cfg": [8, 8, "M", 16, 16, "M", 32, 32, 32, "M", 64, 64, 64, "M", 64, 64, 64, "M"]},
+    "wrn34_10": {"widen_factor": 1, "width": 4}, "mnist_cnn": {"hidden": 64}}
 TINY["demo"] = {"n": 2}
 TINY["tsipras"] = {
-    "toy_d": 20, "toy_n_train": 200, "toy_n_test": 1000, "toy_train_sizes": _sizes(20, 20), "toy_svm_n": 100,
+    "arch_kwargs": TINY_ARCH_KWARGS,
+    "toy_n_train": 200, "toy_n_test": 1000, "toy_train_sizes": _sizes(20, 20), "toy_svm_n": 300,
     "toy_epochs": 5, "linear_epochs": 5,
     "mnist_train_sizes": _sizes(32, 16), "mnist_epochs": 1, "mnist_batch_size": 32, "mnist_pgd_steps": 1,
     "mnist_eval_steps": 2, "mnist_n_test": 40, "mnist_eval_n": 20,
@@ -362,23 +382,27 @@ TINY["tsipras"] = {
     "cifar10_eval_steps": 2, "cifar10_n_test": 40,
     "rimagenet_train_sizes": _sizes(32, 16), "rimagenet_image_size": 32, "rimagenet_epochs": 1,
     "rimagenet_batch_size": 32, "rimagenet_pgd_steps": 1, "rimagenet_eval_steps": 2, "rimagenet_n_test": 40,
-    "n_vis": 2, "n_transfer": 16, "vis_steps": 3, "eval_queries": 20}
+    "n_vis": 2, "n_transfer": 16, "vis_steps": 3, "eval_queries": 20, "eval_steps": 2, "eval_targets": 1}
 TINY["kamath"] = {
+    "arch_kwargs": TINY_ARCH_KWARGS,
     "toy_d": 64, "toy_mc": 2000, "toy_n_train": 200, "n_train": 64, "cifar10_n_train": 64, "epochs": 1,
     "cifar10_epochs": 1, "adv_epochs": 1, "batch_size": 32, "adv_steps": 1, "cifar10_adv_steps": 1, "n_test": 40,
     "n_attack": 20, "eval_steps": 3, "eval_targets": 2, "eval_queries": 20, "deepfool_steps": 3, "rob_steps": 2,
     "sp_n_angles": 5, "sp_n_trans": 3, "sp_random_k": 2}
 TINY["ilyas"] = {
+    "arch_kwargs": TINY_ARCH_KWARGS,
     "mc_samples": 500, "at_samples": 500, "n_train": 64, "n_test": 40, "n_robust": 20, "epochs": 1,
     "adv_epochs": 1, "batch_size": 32, "pgd_steps": 1, "d2_steps": _sizes(1, 1), "det_steps": 2, "n_inv": 32,
-    "inv_steps": 2, "inv_noise_steps": 2, "n_inv_noise": 16, "eval_queries": 20,
+    "inv_steps": 2, "inv_noise_steps": 2, "n_inv_noise": 32, "eval_queries": 20, "eval_steps": 2, "eval_targets": 1,
     "rimagenet_image_size": 32, "rimagenet_n_train": 64, "rimagenet_n_test": 40, "rimagenet_n_robust": 20,
     "rimagenet_epochs": 1, "rimagenet_adv_epochs": 1, "rimagenet_batch_size": 32, "rimagenet_pgd_steps": 1,
     "rimagenet_det_steps": 2, "rimagenet_inv_steps": 2, "rimagenet_build_batch_size": 32}
 TINY["moayeri"] = {
-    "mc_samples": 2000, "shift_draws": 20, "cs_n_train": 64, "cs_n_test": 40, "cs_epochs": 1, "cs_attack_steps": 2,
+    "arch_kwargs": TINY_ARCH_KWARGS,
+    "mc_samples": 2000, "shift_draws": 20, "cs_n_train": 320, "cs_n_test": 40, "cs_epochs": 1, "cs_attack_steps": 2,
     "cs_eval_n": 20, "bg_n_train": 64, "bg_n_test": 40, "bg_epochs": 1, "bg_attack_steps": 1, "batch_size": 32,
-    "suite_max_images": 8, "suite_batch_size": 8, "probe_epochs": 1, "eval_queries": 20}
+    "suite_max_images": 8, "suite_batch_size": 8, "suite_image_size": 32, "probe_epochs": 1, "eval_queries": 20,
+    "eval_steps": 2, "eval_targets": 1}
 
 
 def tiny_values(chapter: str, profile: str) -> dict:

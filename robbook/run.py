@@ -962,12 +962,13 @@ def main(argv=None) -> int:
             if a.tiny and a.show:
                 raise ParameterError("--tiny with --show: a tiny run checks the code path, its numbers are not "
                                      "results, and the book never shows one; drop one of the two")
-            t0 = time.time()
-            dst = execute_page(page, profile=a.profile, params={**_collect(a), **({"tiny": True} if a.tiny else {})},
-                               root=a.root, force=a.force,
-                               show=a.show or None)
-            print(f"robbook: executed copy at {dst} ({time.time() - t0:.0f} s); "
-                  "rebuild the HTML with `python -m robbook book --execute none`")
+            t0, params = time.time(), {**_collect(a), **({"tiny": True} if a.tiny else {})}
+            dst = execute_page(page, profile=a.profile, params=params, root=a.root, force=a.force, show=a.show or None)
+            kept = run_paths(page, run_id(page, a.profile, params), _root(a.root))["good"]
+            shown = dst.exists() and kept.exists() and _same_run(_meta(dst), _meta(kept))
+            print(f"robbook: run kept at {kept if kept.exists() else dst} ({time.time() - t0:.0f} s)"
+                  + ("; the book shows it: rebuild the HTML with `python -m robbook book --execute none`" if shown else
+                     "; the book does not show it" + (" (a tiny run)" if a.tiny else "")))
         elif a.cmd == "book":
             picks = {}
             for item in a.run:

@@ -31,19 +31,19 @@ for b in (256, 4096): attack_benchmark(batch=b, device='cuda')" 2>&1 | grep -v W
   timeout 90 $PY -c "from robbook.bench import eval_benchmark; eval_benchmark(n=500, device='cuda')" 2>&1 \
     | grep -v Warning > "$OUT/bench_eval.log"
 fi
-# generated data in the real formats for the tiny full runs: MNIST IDX, CIFAR-10/100 pickles, an ImageNet folder
+# generated data in the real formats for the tiny full runs (tests/fakedata.py: MNIST IDX, CIFAR-10 pickles, an
+# ImageNet folder, Ilyas et al.'s released datasets, robustness checkpoints, Moayeri et al.'s ImageNet suite)
 FAKE=$PWD/$OUT/fakedata
-$PY -c "import sys; sys.path.insert(0, 'tests'); import fakedata as F
-F.write_mnist('$FAKE'); F.write_cifar('$FAKE'); F.write_cifar('$FAKE', 'cifar100'); F.write_imagenet('$FAKE/imagenet')"
+$PY -c "import sys; sys.path.insert(0, 'tests'); import fakedata as F; F.write_all('$FAKE')"
 CHAPTERS=${CHAPTERS:-"kamath moayeri tsipras ilyas"}
 for ch in $CHAPTERS; do
   stamp "run $ch smoke"
   timeout -s INT -k 10 "${SMOKE_TIMEOUT:-70}" $PY -m robbook run "$ch" --profile smoke --device cuda > "$OUT/run_${ch}_smoke.log" 2>&1
   echo "exit $?" >> "$OUT/run_${ch}_smoke.log"
   stamp "run $ch tiny full"
-  extra=()
-  case $ch in tsipras|ilyas) extra=(-p imagenet_root "$FAKE/imagenet");; esac
-  timeout -s INT -k 10 "${TINY_TIMEOUT:-40}" $PY -m robbook run "$ch" --profile full --tiny --device cuda --data-root "$FAKE" \
+  mapfile -t extra < <($PY -c "import sys; sys.path.insert(0, 'tests'); import fakedata as F
+for k, v in F.tiny_run_params('$ch', 'full', '$FAKE').items(): print(*(['--data-root'] if k == 'data_root' else ['-p', k]), v, sep=chr(10))")
+  timeout -s INT -k 10 "${TINY_TIMEOUT:-40}" $PY -m robbook run "$ch" --profile full --tiny --device cuda \
     "${extra[@]}" > "$OUT/run_${ch}_tiny_full.log" 2>&1
   echo "exit $?" >> "$OUT/run_${ch}_tiny_full.log"
 done

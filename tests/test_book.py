@@ -242,8 +242,15 @@ def _reader_pages():
     "The pages outside the library appendix (the overview, the chapters and their companions), in book order."
     import yaml
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    library = {str(e["file"]).split("/", 1)[1] for part in toc.get("parts", [])
-               if str(part.get("caption", "")).startswith("Appendix") for e in part.get("chapters", [])}
+    library = set()
+
+    def walk(entries):                       # a library page and the sections under it (16_train's modules)
+        for e in entries:
+            library.add(str(e["file"]).split("/", 1)[1])
+            walk(e.get("sections", []))
+    for part in toc.get("parts", []):
+        if str(part.get("caption", "")).startswith("Appendix"):
+            walk(part.get("chapters", []))
     return [p for p in run.book_pages(ROOT) if p not in library]
 
 

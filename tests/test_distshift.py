@@ -1,15 +1,14 @@
 """robbook.distshift: spurious-feature data set builders and the ImageNet-suite readers, each reader
 exercised on a tiny synthetic copy of its published directory layout (generated in tmp_path)."""
-import csv
-import json
 import os
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from PIL import Image
 
+from fakedata import (code, wnid_tree, write_imagenet9, write_imagenet_c, write_objectnet,
+                      write_rival10, write_salient_imagenet, write_suite_checkpoint, write_waterbirds, wnids)
 from robbook import distshift as D
 from robbook import metrics as M
 from robbook.data import DatasetNotFoundError, ImageData
@@ -124,11 +123,6 @@ def test_spurious_data_subset_and_checks():
 
 # --- synthetic copies of the benchmark layouts ------------------------------------------------------
 
-def code(k):
-    "The colour (R, G) that encodes ImageNet class k in the fixtures."
-    return (k // 32) * 8, (k % 32) * 8
-
-
 class CentreOracle(nn.Module):
     """Reads the centre pixel and scores class k by closeness to code(k): noise on the centre changes
     its prediction, noise elsewhere does not."""
@@ -148,40 +142,6 @@ class CentreOracle(nn.Module):
         return -((c[:, None, :] - self.codes[None]) ** 2).sum(-1) / 64 + 0 * self.dummy
 
 
-def _disk(size=40, r=12):
-    yy, xx = np.mgrid[:size, :size]
-    return (yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2 <= r * r
-
-
-def save_image(path, k, size=40, bg=None, seed=0, border=False):
-    "An image whose central disk has colour code(k) and whose background is another colour."
-    rng = np.random.default_rng(seed)
-    a = np.zeros((size, size, 3), np.uint8)
-    a[:] = bg if bg is not None else rng.integers(0, 256, 3)
-    r, g = code(k)
-    a[_disk(size)] = (r, g, 100)
-    if border:
-        a[0, :] = a[-1, :] = a[:, 0] = a[:, -1] = (255, 0, 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(a).save(path, format="PNG")     # lossless, whatever the file name says
-
-
-def save_mask(path, mask):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((mask * 255).astype(np.uint8)).save(path, format="PNG")
-
-
-WNIDS = [f"n{i:08d}" for i in range(1000)]
-
-
-def wnid_tree(root, with_images=(0, 1, 2), per_class=2, seed=0):
-    for k, w in enumerate(WNIDS):
-        (root / w).mkdir(parents=True, exist_ok=True)
-    for k in with_images:
-        for j in range(per_class):
-            save_image(root / WNIDS[k] / f"{WNIDS[k]}_{j}.JPEG", k, seed=seed + 10 * k + j)
-
-
 SIZE = 32
 
 
@@ -195,9 +155,7 @@ def test_imagenet_val_and_c(tmp_path):
     assert D.imagenet_accuracy(oracle, tmp_path / "imagenet", size=SIZE) == 1.0
     assert D.imagenet_accuracy(oracle, tmp_path / "imagenet", size=SIZE, max_images=3) == 1.0
     # ImageNet-C: <root>/<corruption>/<severity>/<wnid>/
-    for c in ("gaussian_noise", "fog"):
-        for s in (1, 2):
-            wnid_tree(tmp_path / "inc" / c / str(s), with_images=(3, 7), per_class=1, seed=s)
+    write_imagenet_c(tmp_path / "inc")                  # gaussian_noise and fog, severities 1 and 2, classes 3 and 7
     assert D.imagenet_c_corruptions(tmp_path / "inc") == ["fog", "gaussian_noise"]
     r = D.imagenet_c_accuracy(oracle, tmp_path / "inc", severities=(1, 2), size=SIZE)
     assert r == {"fog": 1.0, "gaussian_noise": 1.0, "mean": 1.0}
@@ -209,24 +167,7 @@ def test_imagenet_val_and_c(tmp_path):
 
 
 def test_objectnet(tmp_path):
-    root = tmp_path / "objectnet-1.0"
-    (root / "mappings").mkdir(parents=True)
-    # 2012 ids are shifted against pytorch indices: pytorch i <-> id (i + 1) % 1000
-    torch_to_id = {str(i): (i + 1) % 1000 for i in range(1000)}
-    labels = [f"label {i}" for i in range(1000)]
-    labels[11], labels[12], labels[13] = "analog clock", "digital clock", "banana"
-    (root / "mappings" / "pytorch_to_imagenet_2012_id.json").write_text(json.dumps(torch_to_id))
-    (root / "mappings" / "imagenet_to_label_2012_v2").write_text("\n".join(labels) + "\n")
-    (root / "mappings" / "folder_to_objectnet_name.json").write_text(json.dumps(
-        {"alarm_clock": "Alarm clock", "banana": "Banana", "whisk": "Whisk"}))
-    (root / "mappings" / "objectnet_to_imagenet_1k.json").write_text(json.dumps(
-        {"Alarm clock": "analog clock; digital clock", "Banana": "banana"}))
-    # pytorch index of 2012 id j is j - 1
-    save_image(root / "images" / "alarm_clock" / "a.png", 10, border=True)     # analog clock: right
-    save_image(root / "images" / "alarm_clock" / "b.png", 11, border=True)     # digital clock: right
-    save_image(root / "images" / "banana" / "c.png", 12, border=True)          # banana: right
-    save_image(root / "images" / "banana" / "d.png", 10, border=True, seed=1)  # a clock: wrong
-    save_image(root / "images" / "whisk" / "e.png", 500, border=True)          # not in ImageNet: dropped
+    root = write_objectnet(tmp_path / "objectnet-1.0")  # 3 of its 4 ImageNet-mapped images read right
     ds, groups = D.objectnet(root, size=SIZE)
     assert ds.classes == ["Alarm clock", "Banana"] and groups == [[10, 11], [12]]
     assert len(ds) == 4 and ds.y.tolist() == [0, 0, 1, 1]
@@ -250,21 +191,8 @@ def test_pooled_head():
         D.PooledHead(oracle, [[1], []])
 
 
-def _rival10(root, n_per=(3, 3)):
-    (root / "meta").mkdir(parents=True)
-    w2c = {WNIDS[0]: ["truck", 0], WNIDS[1]: ["car", 1]}
-    (root / "meta" / "wnid_to_class.json").write_text(json.dumps(w2c))
-    for split in ("train", "test"):
-        for c, w in enumerate([WNIDS[0], WNIDS[1]]):
-            for j in range(n_per[c]):
-                name = f"{w}_{j}.JPEG"
-                save_image(root / split / "ordinary" / name, c, seed=j + 10 * c)
-                save_mask(root / split / "entire_object_masks" / name, _disk())
-        save_image(root / split / "ordinary" / f"{WNIDS[7]}_0.JPEG", 7)   # unknown wnid: ignored
-
-
 def test_rival10_masks_and_rfs(tmp_path):
-    _rival10(tmp_path / "RIVAL10")
+    write_rival10(tmp_path / "RIVAL10")
     ds = D.rival10(tmp_path / "RIVAL10", "test", size=SIZE)
     assert len(ds) == 6 and ds.classes == ["truck", "car"] and sorted(ds.y.tolist()) == [0, 0, 0, 1, 1, 1]
     x, y, m = ds[0]
@@ -283,25 +211,11 @@ def test_rival10_masks_and_rfs(tmp_path):
 
 
 def test_salient_imagenet_union_of_core_masks(tmp_path):
-    wnid_tree(tmp_path / "imagenet" / "train", with_images=())
-    sal = tmp_path / "salient"
-    sal.mkdir()
-    (sal / "core_spurious_dict.json").write_text(json.dumps(
-        {"3": {"core": [11, 12], "spurious": [13]}, "8": {"core": [4], "spurious": []}}))
-    disk = _disk()
-    left, right = disk.copy(), disk.copy()
-    left[:, 20:] = False
-    right[:, :20] = False
-    for k, feats in ((3, {11: left, 12: right, 13: ~disk}), (8, {4: disk})):
-        for j in range(2):
-            stem = f"{WNIDS[k]}_{j}"
-            save_image(tmp_path / "imagenet" / "train" / WNIDS[k] / f"{stem}.JPEG", k, seed=j)
-            for f, m in feats.items():
-                save_mask(sal / WNIDS[k] / str(f) / f"{stem}.JPEG", m)
+    sal = write_salient_imagenet(tmp_path / "salient", tmp_path / "imagenet")
     ds = D.salient_imagenet(sal, tmp_path / "imagenet", size=SIZE)
     assert len(ds) == 4 and sorted(ds.y.tolist()) == [3, 3, 8, 8]
     _, _, m = ds[0]
-    full = D.MaskedFolderDataset([ds.paths[0]], [3], [[str(sal / WNIDS[3] / "11" / f"{WNIDS[3]}_0.JPEG")]],
+    full = D.MaskedFolderDataset([ds.paths[0]], [3], [[str(sal / wnids()[3] / "11" / f"{wnids()[3]}_0.JPEG")]],
                                  ds.classes, size=SIZE)[0][2]
     assert (m >= full).all() and m.sum() > full.sum()                  # the union of both core halves
     assert m[0, SIZE // 2, SIZE // 2] == 255 and m[0, 0, 0] == 0
@@ -310,16 +224,7 @@ def test_salient_imagenet_union_of_core_masks(tmp_path):
 
 
 def test_imagenet9_background_gap(tmp_path):
-    root = tmp_path / "bg_challenge"
-    in_to_in9 = {str(i): (i % 9 if i < 90 else -1) for i in range(1000)}
-    (root).mkdir()
-    (root / "in_to_in9.json").write_text(json.dumps(in_to_in9))
-    folders = [f"{c:02d}_name{c}" for c in range(9)]
-    for c, f in enumerate(folders):
-        for j in range(2):
-            save_image(root / "mixed_same" / "val" / f / f"s{j}.JPEG", c + 9 * j, seed=j)   # right super-class
-            # MIXED-RAND: the first image right, the second one outside every super-class
-            save_image(root / "mixed_rand" / "val" / f / f"r{j}.JPEG", c if j == 0 else 500, seed=j)
+    root = write_imagenet9(tmp_path / "bg_challenge")
     ds, groups = D.imagenet9(root, "mixed_same", size=SIZE)
     assert ds.classes[0] == "name0" and len(groups) == 9 and groups[0][:3] == [0, 9, 18]
     assert len(ds) == 18
@@ -330,26 +235,8 @@ def test_imagenet9_background_gap(tmp_path):
         D.imagenet9(root, "mixed_other")
 
 
-def _waterbirds(root):
-    rows = []
-    i = 0
-    for split, n in ((0, 8), (1, 4), (2, 8)):
-        for j in range(n):
-            y, place = j % 2, (j // 2) % 2
-            fn = f"{'001.Albatross' if y else '002.Sparrow'}/img_{i}.jpg"
-            save_image(root / fn, y, seed=i)
-            rows.append({"img_id": i, "img_filename": fn, "y": y, "split": split, "place": place})
-            i += 1
-    with open(root / "metadata.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["img_id", "img_filename", "y", "split", "place"])
-        w.writeheader()
-        w.writerows(rows)
-
-
 def test_waterbirds_groups_and_probe(tmp_path):
-    root = tmp_path / "waterbird_complete95_forest2water2"
-    root.mkdir()
-    _waterbirds(root)
+    root = write_waterbirds(tmp_path / "waterbird_complete95_forest2water2")
     te = D.waterbirds(root, "test", size=SIZE)
     assert len(te) == 8 and te.classes == ["landbird", "waterbird"]
     x, y, g = te[3]
@@ -367,19 +254,10 @@ def test_waterbirds_groups_and_probe(tmp_path):
         D.waterbirds(tmp_path / "nowhere")
 
 
-def _checkpoint(path, arch="resnet18"):
-    import torchvision
-    tv = getattr(torchvision.models, arch)(weights=None, num_classes=1000).eval()
-    sd = {f"module.model.{k}": v for k, v in tv.state_dict().items()}
-    sd["module.normalizer.new_mean"] = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-    sd["module.normalizer.new_std"] = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-    torch.save({"model": sd, "epoch": 1}, path)
-
-
 def test_suite_checkpoints_and_evaluate_suite(tmp_path):
     d = tmp_path / "suite"
     d.mkdir()
-    _checkpoint(d / "resnet18_l2_eps0.ckpt")
+    write_suite_checkpoint(d / "resnet18_l2_eps0.ckpt")
     for name in ("resnet18_l2_eps3.ckpt", "resnet18_linf_eps4.0.ckpt"):     # same weights, other names
         os.link(d / "resnet18_l2_eps0.ckpt", d / name)
     models = D.suite_checkpoints(d, archs=["resnet18", "resnet50"], eps_l2=[0.25, 3.0], eps_linf=[4.0, 8.0])

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from _helpers import write_smooth_folders
+from fakedata import write_robustness_checkpoint
 from robbook import ilyas as IL
 from robbook.config import ParameterError, resolve
 from robbook.data import RESTRICTED_IMAGENET_RANGES, FolderDataset, ImageData, load_folder, restricted_imagenet
@@ -214,13 +215,9 @@ def test_read_released_single_tensor_nhwc_and_errors(tmp_path):
 
 # ---- a robustness checkpoint as the robust source model ---------------------------------------------------
 def test_robustness_checkpoint_as_source_model(tmp_path):
+    write_robustness_checkpoint(tmp_path / "cifar_l2_0_5.pt", "resnet18", num_classes=10, seed=0)
     torch.manual_seed(0)
-    net = build_model("resnet18", num_classes=10)
-    sd = {("module.model." + ("linear." + k[5:] if k.startswith("head.") else k)): v
-          for k, v in net.state_dict().items() if not k.startswith("normalize.")}
-    sd["module.normalizer.new_mean"] = net.normalize.mean.detach().clone().view(3, 1, 1)   # the robustness layout
-    sd["module.normalizer.new_std"] = net.normalize.std.detach().clone().view(3, 1, 1)
-    torch.save({"model": sd, "epoch": 1}, tmp_path / "cifar_l2_0_5.pt")
+    net = build_model("resnet18", num_classes=10)                   # the same weights
     src = load_robustness_checkpoint(tmp_path / "cifar_l2_0_5.pt", arch="resnet18", num_classes=10)
     x = torch.rand(3, 3, 32, 32)
     with torch.no_grad():

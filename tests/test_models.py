@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 
-from robbook.models import (MODELS, NORMALIZATION, KamathGCNN, P4ConvP4, P4ConvZ2, RobModel, build_model,
+from robbook.models import (MODELS, NORMALIZATION, KamathGCNN, P4ConvP4, P4ConvZ2, RobModel, arch_kwargs, build_model,
                             count_parameters, load_robustness_checkpoint, p4_group_max_pool,
                             p4_spatial_avg_pool, p4_spatial_max_pool, rotate_p4)
 
@@ -373,3 +373,26 @@ def test_load_robustness_checkpoint_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="could not read"):
         load_robustness_checkpoint(tmp_path / "junk.pt")
+
+
+def test_tiny_arch_kwargs_keep_every_layer_and_cut_the_width():
+    "A tiny run's widths (`profiles.TINY_ARCH_KWARGS`): the same layers (bar WRN's first 1x1 shortcut), far fewer weights."
+    from robbook.profiles import TINY_ARCH_KWARGS
+    convs = lambda m: sum(isinstance(x, nn.Conv2d) or "P4Conv" in type(x).__name__ for x in m.modules())
+    for name, kw in TINY_ARCH_KWARGS.items():
+        full, tiny = build_model(name), build_model(name, **arch_kwargs(name, {}, TINY_ARCH_KWARGS))
+        assert convs(full) - convs(tiny) in ((0, 1) if name == "wrn34_10" else (0,)), name
+        assert count_parameters(tiny) < count_parameters(full) / 6, name
+        shape = (2, 1, 28, 28) if name == "mnist_cnn" else (2, 3, 32, 32)
+        assert tiny(torch.rand(shape)).shape == (2, 10)
+
+
+def test_arch_kwargs_lays_overrides_over_the_chapters_and_checks_names():
+    assert arch_kwargs("wrn34_10", {"depth": 34, "widen_factor": 10}, {"wrn34_10": {"widen_factor": 1}}) == \
+        {"depth": 34, "widen_factor": 1}
+    assert arch_kwargs("vgg16", {"cfg": [8, "M"]}, {"resnet18": {"width": 8}}) == {"cfg": [8, "M"]}
+    assert arch_kwargs("vgg16", None, None) == {}
+    with pytest.raises(ValueError, match="unknown architecture"):
+        arch_kwargs("vgg16", {}, {"resnet_18": {"width": 8}})
+    with pytest.raises(TypeError, match="must be a dict"):
+        arch_kwargs("vgg16", {}, [("vgg16", {})])
