@@ -428,17 +428,18 @@ _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 51
 
 
 class VGG(RobModel):
-    "VGG-16 with batch norm for 32×32 inputs (Simonyan & Zisserman 2015), one linear classifier on the 512 pooled features (Kamath et al.'s CIFAR StdCNN)."
+    "VGG-16 with batch norm for 32×32 inputs (Simonyan & Zisserman 2015), one linear classifier on the 512 pooled features (Kamath et al.'s CIFAR StdCNN); `width`: the first layers' channels (64), every layer scaled with it."
     arch = "vgg16"
 
     def __init__(self, num_classes=10, in_channels=3, mean=NORMALIZATION["cifar10"][0],
-                 std=NORMALIZATION["cifar10"][1], cfg=_VGG16):
+                 std=NORMALIZATION["cifar10"][1], cfg=_VGG16, width=64):
         super().__init__(mean, std)
         layers, c = [], in_channels
         for v in cfg:
             if v == "M":
                 layers.append(nn.MaxPool2d(2))
             else:
+                v = max(1, v * width // 64)
                 layers += [nn.Conv2d(c, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
                 c = v
         self.body = nn.Sequential(*layers)

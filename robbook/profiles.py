@@ -369,7 +369,7 @@ def _sizes(start: int, step: int):
 #: Every layer of each architecture kept, its width cut to an eighth or less (`arch_kwargs` of a tiny run).
 TINY_ARCH_KWARGS: dict[str, dict] = {
     "resnet18": {"width": 8}, "resnet50": {"width": 8}, "preact_resnet18": {"width": 8}, "p4_resnet18": {"width": 4},
-    "vgg16": {"cfg": [8, 8, "M", 16, 16, "M", 32, 32, 32, "M", 64, 64, 64, "M", 64, 64, 64, "M"]},
+    "vgg16": {"width": 8},
     "wrn34_10": {"widen_factor": 1, "width": 4}, "mnist_cnn": {"hidden": 64}}
 TINY["demo"] = {"n": 2}
 TINY["tsipras"] = {
