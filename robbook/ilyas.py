@@ -45,7 +45,7 @@ from .config import cache_dir as default_cache_dir, get_device
 from .data import random_subset, restricted_imagenet
 from .evaluate import evaluate_robust
 from .launch import check_launch, fit, load_data
-from .models import SMALL_MODELS
+from .models import SMALL_MODELS, arch_kwargs
 from .train import code_version
 
 
@@ -483,8 +483,11 @@ class RISettings:
 
     @classmethod
     def from_config(cls, cfg) -> "RISettings":
-        "The settings in a chapter config's `rimagenet_*` keys."
-        return cls(**{k[len("rimagenet_"):]: v for k, v in cfg.items() if k.startswith("rimagenet_")})
+        "The settings in a chapter config's `rimagenet_*` keys (`model_kwargs` with the config's `arch_kwargs` laid over)."
+        kw = {k[len("rimagenet_"):]: v for k, v in cfg.items() if k.startswith("rimagenet_")}
+        if cfg.get("arch_kwargs"):
+            kw["model_kwargs"] = arch_kwargs(kw.get("model", cls.model), kw.get("model_kwargs"), cfg["arch_kwargs"])
+        return cls(**kw)
 
 # %% ../nbs/02b_ilyas_data.ipynb #1c2d8f84
 def _robust_accuracy(model, data: ImageData, eps: float, *, version: str, seed: int, chunk: int = 1000,

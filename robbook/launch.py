@@ -6,14 +6,20 @@ chapter's training plan."""
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
+import math
 import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
 
 from .config import ParameterError
 from . import data as rd
@@ -27,7 +33,7 @@ from .train import TrainConfig, _eval_attack, load_trained, train
 # %% auto #0
 __all__ = ['LAUNCHERS', 'DATA_KINDS', 'SUSTAINED_TFLOPS', 'OPTIONAL_SLOTS', 'check_launch', 'parse_data', 'check_spec',
            'load_data', 'make_job', 'run_job', 'main', 'cli', 'torchrun_command', 'LaunchError', 'launch', 'fit',
-           'training_plan', 'estimate', 'estimate_table', 'estimate_note']
+           'training_plan', 'estimate', 'estimate_table', 'estimate_note', 'measure_throughput', 'expected_hours']
 
 # %% ../nbs/16b_launch.ipynb #8dcc5988
 LAUNCHERS = ("inprocess", "torchrun")
@@ -117,7 +123,7 @@ def parse_data(text: str) -> dict:
         spec["subsets"] = subsets
     return check_spec(spec)
 
-
+# %% ../nbs/16b_launch.ipynb #cd724e71
 def check_spec(spec: dict) -> dict:
     "`spec` if it describes a data set, else a `ParameterError` naming the bad field."
     if not isinstance(spec, dict) or spec.get("kind") not in DATA_KINDS:
@@ -131,7 +137,7 @@ def check_spec(spec: dict) -> dict:
             raise _bad("data", spec["subsets"], "a list of [n, seed] pairs of integers >= 0 (random_subset steps)")
     return spec
 
-
+# %% ../nbs/16b_launch.ipynb #e12f594a
 def load_data(spec: dict):
     "The data set a spec describes: an `ImageData` (kind `load`) or a streaming `FolderDataset`."
     spec = check_spec(dict(spec))
@@ -168,7 +174,7 @@ def run_job(job: dict, *, progress: bool = True):
                  eval_attack=job.get("eval_attack"), device=job.get("device", "auto"), cache_dir=job.get("cache_dir"),
                  progress=progress, num_workers=job.get("num_workers"))
 
-
+# %% ../nbs/16b_launch.ipynb #90110b12
 def main(argv=None) -> int:
     "`python -m robbook train JOB.json [--data SPEC] [--val-data SPEC] ...`: one training run (one rank)."
     ap = argparse.ArgumentParser(prog="python -m robbook train", description=main.__doc__)
@@ -207,7 +213,7 @@ def main(argv=None) -> int:
             os.replace(tmp, a.out)
     return 0
 
-
+# %% ../nbs/16b_launch.ipynb #db406e53
 def cli(argv=None) -> int:
     "`main` with torchrun's error recording: a failing rank leaves its traceback for `launch` to report."
     try:
@@ -264,7 +270,7 @@ def _rank_errors(log_dir: Path, limit: int = 3000) -> list[str]:
             break
     return out
 
-
+# %% ../nbs/16b_launch.ipynb #22d86016
 def _stop_group(proc, grace: float = 10.0) -> None:
     "Stop the process group led by `proc` (torchrun and every worker it started): SIGTERM, then SIGKILL."
     import signal
@@ -287,13 +293,13 @@ def _stop_group(proc, grace: float = 10.0) -> None:
     except (subprocess.TimeoutExpired, ValueError):
         pass
 
-
+# %% ../nbs/16b_launch.ipynb #34c3e7fe
 def _summary(stderr: str) -> str:
     "torchrun's failure summary (the block from 'Root Cause'), else the end of its output."
     i = stderr.find("Root Cause")
     return stderr[i:].strip()[:2000] if i >= 0 else stderr.strip()[-2000:]
 
-
+# %% ../nbs/16b_launch.ipynb #f7d079de
 def launch(job: dict, *, nproc: int, nnodes: int = 1, rdzv_endpoint: str | None = None, workdir=None,
            module: str = "robbook", timeout: float | None = None, env: dict | None = None) -> dict:
     """Run `job` with torchrun on `nproc` processes (per machine); returns rank 0's `{'key', 'path', ...}`.
@@ -386,7 +392,7 @@ def _entry(model, n, epochs, shape, classes, method="standard", steps=0, model_k
 def _classes(slot: str) -> int:
     return len(RESTRICTED_IMAGENET_RANGES) if slot == "rimagenet" else 10
 
-
+# %% ../nbs/16b_launch.ipynb #f6650290
 def _tsipras_plan(P: dict, slots=None) -> list[dict]:
     "The deep models of the Tsipras chapter for profile values `P` (its loops: Figs. 1, 6, 7, Tables 2 and 4)."
     plan, seen = [], set()
@@ -417,7 +423,7 @@ def _tsipras_plan(P: dict, slots=None) -> list[dict]:
                 add(N, "half_half", norm, e)
     return plan
 
-
+# %% ../nbs/16b_launch.ipynb #5ac54a40
 def _kamath_plan(P: dict, slots=None) -> list[dict]:
     "The models of the Kamath chapter (its `model_grid`: Aug-R / Aug-T / Aug-RT, PGD, TRADES, Aug-T+PGD per slot)."
     plan = []
@@ -455,7 +461,7 @@ def _kamath_plan(P: dict, slots=None) -> list[dict]:
             add("std", "pgd", A, family="Aug-T+PGD", value=float(i))
     return plan
 
-
+# %% ../nbs/16b_launch.ipynb #9725e244
 _IMAGENET_PER_CLASS = 1281        # ILSVRC-2012: 1,281,167 training images in 1000 classes
 
 
@@ -463,7 +469,7 @@ def _rimagenet_train_size() -> int:
     "About how many training images Restricted ImageNet has (its ImageNet classes x the mean per class)."
     return sum(hi - lo + 1 for lo, hi in RESTRICTED_IMAGENET_RANGES.values()) * _IMAGENET_PER_CLASS
 
-
+# %% ../nbs/16b_launch.ipynb #ea1f8e2e
 def _ilyas_plan(P: dict, slots=None) -> list[dict]:
     """The models of the Ilyas chapter (source models, Table 7, Tables 1/9/10, transfer, controls) and the
     datasets it builds by inversion or PGD (method "build")."""
@@ -527,7 +533,7 @@ def _ilyas_plan(P: dict, slots=None) -> list[dict]:
         ri("build", 1, R["det_steps"], "RI: targeted PGD", n=2 * n)
     return plan
 
-
+# %% ../nbs/16b_launch.ipynb #e4908a7b
 def _moayeri_plan(P: dict, slots=None) -> list[dict]:
     "The models of the Moayeri chapter: colour-shift (Fig. 9) and background-reliance sweeps."
     plan = []
@@ -544,7 +550,7 @@ def _moayeri_plan(P: dict, slots=None) -> list[dict]:
                                strength=st, norm=norm, eps=e))
     return plan
 
-
+# %% ../nbs/16b_launch.ipynb #7a5c7608
 _PLANS = {"tsipras": (_tsipras_plan, "deep_slots"), "kamath": (_kamath_plan, "slots"),
           "ilyas": (_ilyas_plan, None), "moayeri": (_moayeri_plan, None)}
 
@@ -565,22 +571,20 @@ def training_plan(chapter: str, profile: str, without=(), *, params: dict | None
         m["model_kwargs"] = arch_kwargs(m["model"], m["model_kwargs"], P.get("arch_kwargs"))
     return plan
 
-
-import functools
-import math
+# %% ../nbs/16b_launch.ipynb #8fd3e3e1
+def _build_for(model: str, kw: dict, shape: tuple, classes: int):
+    "`model` for images of `shape` (the MNIST-scale and linear models take the image side as `input_size`)."
+    try:
+        return build_model(model, classes, in_channels=shape[0], input_size=shape[1], **kw)
+    except TypeError:
+        return build_model(model, classes, in_channels=shape[0], **kw)
 
 
 @functools.lru_cache(maxsize=None)
 def _forward_flops(model: str, kwargs: str, shape: tuple, classes: int) -> float:
     "FLOPs of one forward pass of `model` on one image of `shape`, counted by torch's FlopCounterMode."
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-    kw = json.loads(kwargs)
     with torch.device("meta"):                        # shapes only: no memory, no arithmetic
-        try:
-            m = build_model(model, classes, in_channels=shape[0], input_size=shape[1], **kw)
-        except TypeError:
-            m = build_model(model, classes, in_channels=shape[0], **kw)
+        m = _build_for(model, json.loads(kwargs), shape, classes)
         x = torch.zeros(1, *shape)
     m.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
@@ -641,4 +645,64 @@ def estimate_note() -> str:
             f"backward passes of every model's training (and of the datasets a chapter builds by attacks or "
             f"inversion) at {SUSTAINED_TFLOPS:g} TFLOP/s sustained. That is a floor: attacks during evaluation "
             "are not counted, and small networks on a GPU run far below that rate (their kernels are too "
-            "small; see the benchmarks page).")
+            "small; see the benchmarks page). On your GPU, `python -m robbook estimate CHAPTER --profile quick "
+            "--device cuda --measure` times each network and gives the time at the measured speed.")
+
+# %% ../nbs/16b_launch.ipynb #c1ca701a
+def _arch_key(m: dict) -> tuple:
+    "What a plan entry's speed depends on: architecture, its arguments, image shape and classes."
+    return m["model"], json.dumps(m["model_kwargs"], sort_keys=True), tuple(m["shape"]), m["classes"]
+
+
+def measure_throughput(chapter: str, profile: str, without=(), *, params: dict | None = None, device: str = "cuda",
+                       batch: int | None = None, steps: int = 5, progress: bool = True) -> dict:
+    """Measured training speed, in image-passes per second (one forward pass of one image = 1; a standard SGD
+    step = 3, as `estimate` counts), of each architecture that `chapter` trains under `profile`, on `device`:
+    per architecture 2 warm-up and `steps` timed SGD steps on a batch of random images of the plan's shape
+    (`batch`: 128 on a GPU, 16 on a CPU), bf16 autocast on CUDA as the chapters train. Returns
+    {architecture key: rate}, the `rates` of `expected_hours`. It measures the network, not the data pipeline or the
+    attack loop, so `estimate`'s expected time is still a lower bound, a far closer one than the FLOP floor."""
+    dev = torch.device(device)
+    batch = batch or (128 if dev.type == "cuda" else 16)
+    if batch < 1 or steps < 1:
+        raise ValueError(f"batch and steps must be >= 1, got batch={batch}, steps={steps}")
+    keys = sorted({_arch_key(m) for m in training_plan(chapter, profile, without, params=params)})
+    rates = {}
+    for model, kw, shape, classes in tqdm(keys, desc="throughput", disable=not progress, leave=False):
+        net = _build_for(model, json.loads(kw), shape, classes).to(dev).train()
+        opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+        x = torch.rand(batch, *shape, device=dev)
+        y = torch.randint(0, classes, (batch,), device=dev)
+
+        def step():
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                loss = torch.nn.functional.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        for _ in range(2):
+            step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        rates[(model, kw, shape, classes)] = 3 * batch * steps / (time.perf_counter() - t0)
+        del net, opt
+    return rates
+
+
+def expected_hours(chapter: str, profile: str, rates: dict, without=(), *, params: dict | None = None) -> float:
+    """Hours that the training and dataset builds of `chapter` under `profile` take at the measured `rates`
+    (`measure_throughput`): sum over the plan of passes x images x epochs / rate of the entry's architecture."""
+    total = 0.0
+    for m in training_plan(chapter, profile, without, params=params):
+        k = _arch_key(m)
+        if k not in rates:
+            raise ValueError(f"no measured rate for {m['model']} {k[1]} on images {k[2]}: measure the same chapter, "
+                             f"profile and params with measure_throughput")
+        total += _PASSES[m["method"]](m["steps"]) * m["n"] * m["epochs"] / rates[k]
+    return total / 3600

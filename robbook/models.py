@@ -102,12 +102,13 @@ class MnistCNN(RobModel):
     "The MNIST CNN of Madry et al. (2018) (MNIST challenge): conv32-5 → pool → conv64-5 → pool → fc1024 → fc."
     arch = "mnist_cnn"
 
-    def __init__(self, num_classes=10, in_channels=1, mean=(0.1307,), std=(0.3081,), input_size=28, hidden=1024):
+    def __init__(self, num_classes=10, in_channels=1, mean=(0.1307,), std=(0.3081,), input_size=28, hidden=1024,
+                 width=32):
         super().__init__(mean, std)
         h, w = _hw(input_size)
-        self.conv1 = nn.Conv2d(in_channels, 32, 5, padding=2)
-        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
-        self.fc1 = nn.Linear(64 * (h // 4) * (w // 4), hidden)
+        self.conv1 = nn.Conv2d(in_channels, width, 5, padding=2)       # width 32: Madry et al.'s network
+        self.conv2 = nn.Conv2d(width, 2 * width, 5, padding=2)
+        self.fc1 = nn.Linear(2 * width * (h // 4) * (w // 4), hidden)
         self.head = nn.Linear(hidden, num_classes)
 
     def _embed(self, z):
@@ -529,22 +530,47 @@ class P4ResNet18(RobModel):
         return self._p4_map(z).mean(dim=(-2, -1)).amax(dim=2)
 
 # %% ../nbs/13_models.ipynb #2af7078e
+_TV_RESNETS = {18: ("BasicBlock", [2, 2, 2, 2]), 34: ("BasicBlock", [3, 4, 6, 3]),
+               50: ("Bottleneck", [3, 4, 6, 3]), 101: ("Bottleneck", [3, 4, 23, 3])}
+
+
+def _torchvision_resnet(depth: int, width: int = 64) -> tuple[nn.Module, int]:
+    """torchvision's ResNet-`depth` (`weights=None`) with every width (stem and four stages) scaled by `width` / 64,
+    the same layers in the same order; `width=64` is torchvision's network, parameter for parameter.
+    Returns `(net, features)`."""
+    from torchvision.models import resnet as tv   # heavy (~1.5 s): imported only when an ImageNet model is built
+    block_name, layers = _TV_RESNETS[depth]
+    block = getattr(tv, block_name)
+
+    class NarrowResNet(tv.ResNet):
+        def _make_layer(self, block, planes, blocks, stride=1, dilate=False):
+            if planes == 64:                      # the first stage: its input is the (narrow) stem
+                self.inplanes = width
+            return super()._make_layer(block, planes * width // 64, blocks, stride, dilate)
+
+    if width == 64:
+        return tv.ResNet(block, layers), 8 * 64 * block.expansion
+    net = NarrowResNet(block, layers)
+    net.conv1, net.bn1 = nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width)
+    nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")     # torchvision's init
+    return net, 8 * width * block.expansion
+
+
 class TorchvisionResNet(RobModel):
     "A torchvision ResNet (He et al. 2016, ImageNet form: 7×7 stem, max-pool) with normalisation inside; `weights=None`, never downloads."
     arch = "imagenet_resnet"
 
     def __init__(self, depth=50, num_classes=1000, in_channels=3, mean=NORMALIZATION["imagenet"][0],
-                 std=NORMALIZATION["imagenet"][1]):
+                 std=NORMALIZATION["imagenet"][1], width=64):
         super().__init__(mean, std)
-        import torchvision
-        builders = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
-                    50: torchvision.models.resnet50, 101: torchvision.models.resnet101}
-        if depth not in builders:
-            raise ValueError(f"torchvision ResNet depth must be one of {sorted(builders)}, got {depth}")
-        net = builders[depth](weights=None)
+        if depth not in _TV_RESNETS:
+            raise ValueError(f"torchvision ResNet depth must be one of {sorted(_TV_RESNETS)}, got {depth}")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be an integer >= 1 (64: torchvision's ResNet), got {width!r}")
+        net, features = _torchvision_resnet(depth, width)
         if in_channels != 3:
-            net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-        self.head = nn.Linear(net.fc.in_features, num_classes)
+            net.conv1 = nn.Conv2d(in_channels, net.conv1.out_channels, 7, 2, 3, bias=False)
+        self.head = nn.Linear(features, num_classes)
         net.fc = nn.Identity()
         self.net = net
 

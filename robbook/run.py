@@ -25,7 +25,7 @@ import nbformat
 from .config import RUN_LOCATIONS, ParameterError, repo_root, resolve, run_name, run_overrides
 from . import data as D
 from .bench import main as bench_main
-from .launch import cli, estimate_table
+from .launch import cli, estimate, estimate_table, expected_hours, measure_throughput
 from .profiles import PROFILES
 from .report import scoreboard_text
 
@@ -55,7 +55,7 @@ def split_directives(source: str) -> tuple[dict[str, str], str]:
         i += 1
     return out, "\n".join(lines[i:])
 
-
+# %% ../nbs/19_run.ipynb #012d4267
 def _falsy(v: str) -> bool:
     return v.strip().lower() in ("false", "0", "no")
 
@@ -218,7 +218,7 @@ def _results_hash(r: Path) -> str:
             h.update(str(f.relative_to(r)).encode()); h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
-
+# %% ../nbs/19_run.ipynb #d33ba91e
 def _is_chapter(page: str) -> bool:
     return chapter_name(page) in PROFILES
 
@@ -237,7 +237,7 @@ def run_paths(page: str, profile: str, root=None) -> dict[str, Path]:
             "good_json": runs / f"{chap}.json" if chapter else None,
             "failed": ex / "failed" / f"{page}.{profile}.ipynb", "tmp": ex / ".tmp" / f"{page}.{profile}"}
 
-
+# %% ../nbs/19_run.ipynb #e950ebe7
 def notebook_errors(nb) -> list[str]:
     "The error outputs of an executed notebook, as 'cell N: Name: value' lines (empty: none)."
     out = []
@@ -268,7 +268,7 @@ def _atomic_copy(src: Path, dst: Path):
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
 
-
+# %% ../nbs/19_run.ipynb #14217003
 def run_id(page: str, profile: str, params: dict) -> str:
     "The name a chapter run is kept under (`robbook.config.run_name`); a library page's is its profile."
     if not _is_chapter(page):
@@ -283,7 +283,7 @@ def _same_run(a: dict, b: dict) -> bool:
         return a.get("run_uid") == b.get("run_uid")
     return bool(a) and all(a.get(k) == b.get(k) for k in ("key", "profile", "executed"))
 
-
+# %% ../nbs/19_run.ipynb #172352a5
 def coverage(json_path) -> set:
     """The claims a run checked (any verdict but 'not run here'), from its results JSON (empty if none). A claim is
     named by its `id`, else by its text with every number replaced by `#`: a claim whose wording only carries another
@@ -301,7 +301,7 @@ def completes_less(new_json, old_json) -> bool:
     new, old = coverage(new_json), coverage(old_json)
     return bool(old - new) or len(new) < len(old)
 
-
+# %% ../nbs/19_run.ipynb #c042aea2
 def _preserve_shown(page: str, root: Path, log=print) -> None:
     "Before the shown copy is replaced: keep it under `runs/` if no run folder holds it (a copy from before runs/)."
     r = _root(root)
@@ -344,7 +344,7 @@ def install_copy(page: str, profile: str, root=None, *, note: str = "", log=prin
     log(f"  {page}: the book shows its {profile!r} run" + (f" ({note})" if note else ""))
     return P["shown"]
 
-
+# %% ../nbs/19_run.ipynb #eaf8269c
 def _plain(md: str) -> str:
     "The first sentence of a markdown cell as plain text (math, links, emphasis, directives stripped)."
     heads = re.findall(r"^#+\s+(.*)$", md, flags=re.M)
@@ -387,7 +387,7 @@ def _finalize(nb, meta: dict):
     nb.metadata["robbook"] = meta
     return nb
 
-
+# %% ../nbs/19_run.ipynb #31a680c6
 def execute_page(page: str, *, profile: str = "smoke", params: dict | None = None, root=None,
                  force: bool = False, show: bool | None = None, progress: bool | None = None, log=print) -> Path:
     """Preprocess, validate and execute one page; only a successful run replaces its copies.
@@ -523,7 +523,7 @@ def execute_page(page: str, *, profile: str = "smoke", params: dict | None = Non
     log(f"  {page}: done in {time.time() - t0:.0f} s")
     return P["shown"]
 
-
+# %% ../nbs/19_run.ipynb #36ce570f
 def _take_results(page: str, params: dict, tmp: Path, r: Path, t0: float) -> str | None:
     "Bring this run's results JSON beside its notebook (from `results_dir` if given); an error line if it wrote none."
     name = f"{chapter_name(page)}.json"
@@ -582,7 +582,7 @@ MATHJAX2_SHIM = """// robbook: the ipywidgets HTML manager typesets labels with 
 })();
 """
 
-
+# %% ../nbs/19_run.ipynb #1bc2708e
 # What the book serves of each npm package: (folder under node_modules/, file patterns in it). Only the
 # files a page loads, not whole packages (MathJax alone is 24 MB): MathJax's startup component with the
 # TeX input (its extensions load on demand), the CommonHTML output and its fonts, and the MathML that
@@ -605,7 +605,7 @@ def vendor_files(root=None) -> dict[str, Path]:
             out.update({f"{name}/{p.relative_to(nm / folder)}": p for p in hits})
     return out
 
-
+# %% ../nbs/19_run.ipynb #5ec8f450
 KNOBS_LOADER = """// robbook: load the ipywidgets HTML manager (1.9 MB) only when a knob comes near the screen, so a
 // reader who never scrolls to one never downloads it. The manager renders the page's widgets on the
 // window's load event; by the time it arrives that event has passed, so the load listener it adds while
@@ -640,7 +640,7 @@ KNOBS_LOADER = """// robbook: load the ipywidgets HTML manager (1.9 MB) only whe
 })();
 """
 
-
+# %% ../nbs/19_run.ipynb #923f2f5b
 def prepare_assets(root=None) -> Path:
     """Copy the JavaScript the book serves itself (`VENDOR`: the ipywidgets HTML manager, MathJax) from
     `node_modules/` (installed by `npm ci`) into a fresh `book_assets/_static/vendor/`.
@@ -666,6 +666,8 @@ def prepare_assets(root=None) -> Path:
     (vendor / "mathjax2-shim.js").write_text(MATHJAX2_SHIM)
     (vendor / "knobs-loader.js").write_text(KNOBS_LOADER)
     return vendor
+
+# %% ../nbs/19_run.ipynb #3ad156af
 def _placeholder(page: str, reason: str, root: Path) -> Path:
     "Write a page that says plainly that this chapter failed to execute (the book shows it instead)."
     src = source_of(page, root)
@@ -685,7 +687,7 @@ def _placeholder(page: str, reason: str, root: Path) -> Path:
     nbformat.write(nb, dst)
     return dst
 
-
+# %% ../nbs/19_run.ipynb #f085d802
 def chapter_runs(page: str, root=None) -> dict[str, dict]:
     "Every kept run of a chapter page: run name → its metadata (with `good`), from `executed/runs/<name>/`."
     r = _root(root)
@@ -704,7 +706,7 @@ def _plain_run(name: str, meta: dict) -> bool:
         return False
     return meta.get("overrides") == {} if "overrides" in meta else "+" not in name
 
-
+# %% ../nbs/19_run.ipynb #c87fa723
 def select_copies(pages, profile: str, root=None, log=print, runs: dict | None = None) -> list[str]:
     """Choose the executed copy the book shows for each page, never one holding an error.
 
@@ -766,7 +768,7 @@ def select_copies(pages, profile: str, root=None, log=print, runs: dict | None =
         problems.append(reason)
     return problems
 
-
+# %% ../nbs/19_run.ipynb #6ccf2652
 def page_jobs(device: str | None, n_pages: int, jobs: int | None = None,
               cpus: int | None = None) -> tuple[int, int | None]:
     """How many pages `build_book` executes at once, and torch threads per page: `(jobs, threads)`.
@@ -783,7 +785,7 @@ def page_jobs(device: str | None, n_pages: int, jobs: int | None = None,
     jobs = max(1, min(jobs or (1 if gpu else min(4, cpus)), max(n_pages, 1)))
     return jobs, (None if gpu else max(1, cpus // jobs))
 
-
+# %% ../nbs/19_run.ipynb #3ad22e44
 def _expected_seconds(page: str, root: Path) -> float:
     "The last run's wall time of `page` where one is recorded, else a guess (a chapter takes longer): the order to run in."
     m = _meta(root / "executed" / f"{page}.ipynb") if (root / "executed" / f"{page}.ipynb").exists() else {}
@@ -802,7 +804,7 @@ def _execute_collecting(page, profile, params, root, force, threads):
     except RuntimeError as e:
         return lines, str(e)
 
-
+# %% ../nbs/19_run.ipynb #c7571cc1
 def build_book(*, profile: str = "smoke",
  device: str = "cpu", execute: str = "auto", only=None,
                params: dict | None = None, root=None, render: bool = True, runs: dict | None = None,
@@ -916,7 +918,7 @@ def _collect(a) -> dict:
             params[k] = v
     return params
 
-
+# %% ../nbs/19_run.ipynb #ba61bd51
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m robbook", description="Run robbook chapters and build the book.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -946,6 +948,14 @@ def main(argv=None) -> int:
     p_score.add_argument("--claims", action="store_true", help="list every claim, not only the counts")
     p_train = sub.add_parser("train", add_help=False, help="train one model into the cache (the unit torchrun launches)")
     p_train.add_argument("args", nargs=argparse.REMAINDER, help="see python -m robbook train --help")
+    p_est = sub.add_parser("estimate", help="GPU time of a chapter's training: the FLOP floor, and with --measure the "
+                                            "time at this device's measured speed")
+    p_est.add_argument("chapter")
+    p_est.add_argument("--profile", default="quick")
+    p_est.add_argument("--device", default="cuda", help="where --measure times the networks (cuda, cuda:N, cpu)")
+    p_est.add_argument("--measure", action="store_true", help="time a few training steps of each architecture")
+    p_est.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                       help="override a profile parameter, as for run (repeatable)")
     p_bench = sub.add_parser("bench", help="speed benchmarks")
     p_bench.add_argument("what", choices=["attacks", "train", "eval"])
     p_bench.add_argument("--device", default=None, help="cpu or cuda[:N] (train's default: the CPU, and the GPU if any)")
@@ -984,6 +994,8 @@ def main(argv=None) -> int:
             print(scoreboard_text(_root(a.root), claims=a.claims))
         elif a.cmd == "list":
             _list(a.root)
+        elif a.cmd == "estimate":
+            _print_estimate(a.chapter, a.profile, _param_pairs(a.param), a.device if a.measure else None)
         elif a.cmd == "train":
             return cli(a.args)
         elif a.cmd == "bench":
@@ -998,7 +1010,7 @@ def main(argv=None) -> int:
         return 1
     return 0
 
-
+# %% ../nbs/19_run.ipynb #f31b0885
 def _print_estimates(chapter: str, profs: dict) -> None:
     "Per profile: models, image-epochs and GPU time counted from the profile (robbook.launch.estimate_table)."
     try:
@@ -1011,6 +1023,29 @@ def _print_estimates(chapter: str, profs: dict) -> None:
               f"GPU time {t if t.startswith('<') else '>= ' + t}")
 
 
+def _print_estimate(chapter: str, profile: str, params: dict, device: str | None) -> None:
+    """`python -m robbook estimate`: the FLOP floor of `chapter` under `profile` (with `params`), and where `device`
+    is given, the time at the speed measured there (`robbook.launch.measure_throughput`)."""
+    if chapter not in PROFILES or chapter == "demo":
+        raise ParameterError(f"chapter {chapter!r} has no training plan; allowed values: "
+                             f"{[c for c in PROFILES if c != 'demo']}")
+    if profile not in PROFILES[chapter]:
+        raise ParameterError(f"profile {profile!r} is not one of {chapter}'s: {list(PROFILES[chapter])}")
+    P = dict(resolve(chapter, profile, **params))
+    e = estimate(chapter, profile, params=P)
+    print(f"{chapter} {profile}: {e['models']} models, {e['image_epochs']:,} image-epochs; training and dataset "
+          f"builds at least {_hours(e['gpu_hours'])} of GPU time (the FLOP floor)")
+    if device:
+        rates = measure_throughput(chapter, profile, params=P, device=device)
+        print(f"  at the speed measured on {device} ({len(rates)} architectures): about "
+              f"{_hours(expected_hours(chapter, profile, rates, params=P))} (data loading and evaluation not counted)")
+
+
+def _hours(h: float) -> str:
+    s = h * 3600
+    return f"{s:.0f} s" if s < 60 else f"{s / 60:.1f} min" if s < 3600 else f"{h:.1f} h"
+
+# %% ../nbs/19_run.ipynb #62cab6cc
 def _list(root=None):
     """Print the chapters with their profiles and parameters: in the book's order inside a checkout (or `root`),
     else those of the installed package (a pip install has the profiles, not the notebooks)."""
@@ -1039,6 +1074,7 @@ def _list_chapter(c: str, profs: dict, where: str) -> None:
         vals = " | ".join(f"{n}={profs[n][k]!r}" for n in profs)
         print(f"    {k}: {vals}")
 
+# %% ../nbs/19_run.ipynb #8a90fa8c
 def _list_runs(root=None, chapter=None):
     "Print every kept run of each chapter: name, status, claims checked, when, and which one the book shows."
     r = _root(root)

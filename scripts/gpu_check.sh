@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One GPU check for a short lease (<= 10 minutes on one H100-class GPU): the three benchmarks on CUDA, every
+# One GPU check for a short lease (<= 10 minutes on one H100-class GPU): the three benchmarks and each chapter's
+# quick estimate at the measured speed on CUDA, every
 # chapter under `smoke` on CUDA, and every chapter's tiny `full` (the full structure with every size cut, on
 # generated data in the real formats: tests/fakedata.py), then a one-page summary (per chapter: time, verdict
 # counts, error). Logs and the summary go to $OUT (default gpu_check/).
@@ -30,6 +31,10 @@ for b in (256, 4096): attack_benchmark(batch=b, device='cuda')" 2>&1 | grep -v W
   stamp "bench eval"
   timeout 90 $PY -c "from robbook.bench import eval_benchmark; eval_benchmark(n=500, device='cuda')" 2>&1 \
     | grep -v Warning > "$OUT/bench_eval.log"
+  stamp "estimates"                 # each chapter's quick: the FLOP floor and the time at this GPU's measured speed
+  for ch in tsipras ilyas kamath moayeri; do
+    timeout 60 $PY -m robbook estimate "$ch" --profile quick --device cuda --measure 2>/dev/null
+  done > "$OUT/estimates.log"
 fi
 # generated data in the real formats for the tiny full runs (tests/fakedata.py: MNIST IDX, CIFAR-10 pickles, an
 # ImageNet folder, Ilyas et al.'s released datasets, robustness checkpoints, Moayeri et al.'s ImageNet suite)
@@ -56,6 +61,8 @@ from pathlib import Path
 out = Path(sys.argv[1])
 print(open(out / "env.txt").read().strip())
 print(open(out / "times.txt").read().strip())
+if (out / "estimates.log").exists():
+    print(open(out / "estimates.log").read().strip())
 for log in sorted(out.glob("run_*.log")):
     text = log.read_text().strip().splitlines()
     status = text[-1] if text else "no log"

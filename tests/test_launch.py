@@ -344,3 +344,35 @@ def test_train_help_prints_the_train_options(flag):
     p = subprocess.run([sys.executable, "-m", "robbook", "train", flag], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "--data" in p.stdout and "--nproc" not in p.stderr and "unrecognized" not in p.stderr
+
+
+def test_measured_throughput_gives_the_expected_time_of_the_plan():
+    """`measure_throughput` times every architecture of the plan once; `expected_hours` is the plan's passes over
+    those rates: linear in each rate, and a missing rate is named instead of guessed."""
+    from robbook.config import resolve
+    P = dict(resolve("kamath", "quick", tiny=True))
+    launch = L
+    rates = launch.measure_throughput("kamath", "quick", params=P, device="cpu", batch=4, steps=1, progress=False)
+    plan = launch.training_plan("kamath", "quick", params=P)
+    assert set(rates) == {launch._arch_key(m) for m in plan} and all(r > 0 for r in rates.values())
+    h = launch.expected_hours("kamath", "quick", rates, params=P)
+    by_hand = sum(launch._PASSES[m["method"]](m["steps"]) * m["n"] * m["epochs"] / rates[launch._arch_key(m)]
+                  for m in plan) / 3600
+    assert h == pytest.approx(by_hand, rel=1e-12)
+    assert launch.expected_hours("kamath", "quick", {k: 4 * r for k, r in rates.items()}, params=P) == \
+        pytest.approx(h / 4, rel=1e-12)
+    with pytest.raises(ValueError, match="no measured rate"):
+        launch.expected_hours("kamath", "quick", dict(list(rates.items())[1:]), params=P)
+
+
+def test_estimate_command_prints_the_floor_and_the_measured_time(capsys):
+    from robbook.run import main
+    assert main(["estimate", "moayeri", "--profile", "quick"]) == 0
+    out = capsys.readouterr().out
+    assert "moayeri quick:" in out and "the FLOP floor" in out and "measured" not in out
+    assert main(["estimate", "moayeri", "--profile", "quick", "--device", "cpu", "--measure",
+                 "-p", "arch_kwargs", '{"resnet18": {"width": 8}, "kamath_stdcnn": {}}',
+                 "-p", "cs_n_train", "64"]) == 0
+    assert "at the speed measured on cpu" in capsys.readouterr().out
+    assert main(["estimate", "moayeri", "--profile", "quik"]) == 2
+    assert "not one of moayeri's" in capsys.readouterr().err

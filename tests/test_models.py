@@ -121,6 +121,24 @@ def test_wrn_depth_validation_and_width():
         build_model("wrn34_10", depth=33)
 
 
+def test_narrow_imagenet_resnets_and_mnist_cnn_keep_every_layer():
+    """`width` cuts channels, never layers: a tiny run's ImageNet ResNet has torchvision's modules in the same order
+    (every width scaled by width / 64), width 64 is torchvision's network, and `mnist_cnn` keeps its 2 convs."""
+    import torchvision
+    for name, depth in (("imagenet_resnet18", 18), ("imagenet_resnet50", 50)):
+        full, narrow = build_model(name, num_classes=9), build_model(name, num_classes=9, width=8)
+        tv = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+        assert [k for k, _ in full.net.named_parameters()] == [k for k, _ in tv.named_parameters() if not k.startswith("fc.")]
+        assert [k for k, _ in narrow.net.named_parameters()] == [k for k, _ in full.net.named_parameters()]
+        assert narrow.net.conv1.out_channels == 8 and narrow.net.layer1[0].conv1.out_channels == 8
+        assert narrow.head.in_features == full.head.in_features // 8
+        assert narrow(torch.rand(2, 3, 32, 32)).shape == (2, 9)
+    m = build_model("mnist_cnn", width=8, hidden=64)
+    assert (m.conv1.out_channels, m.conv2.out_channels, m.fc1.in_features) == (8, 16, 16 * 7 * 7)
+    with pytest.raises(ValueError, match="width"):
+        build_model("imagenet_resnet18", width=0)
+
+
 # --- normalisation -------------------------------------------------------------------------
 
 def test_default_normalisation_per_family():

@@ -133,7 +133,7 @@ def test_bad_input_fails_before_training(data, tmp_path, monkeypatch):
         (cfg(), tr, {"eval_attack": {"name": "cw"}, "val_data": va}, "eval_attack"),
         (cfg(), tr, {"eval_attack": {"name": "pgd", "norm": "l7", "eps": 0.1}, "val_data": va}, "eval_attack"),
         (cfg(), tr, {"eval_attack": {"name": "pgd", "eps": 0.1}}, "eval_attack"),   # no val_data
-        (cfg(model="mnist_cnn", model_kwargs={"width": 3}), tr, {}, "model_kwargs"),
+        (cfg(model="mnist_cnn", model_kwargs={"widht": 3}), tr, {}, "model_kwargs"),
     ]
     for c, d, kw, field in cases:
         with pytest.raises(ValueError) as e:

@@ -381,9 +381,72 @@ def _finish_entry(run: _Run, history: list, n_batches: int) -> None:
     _atomic_write(run.path / "COMPLETE", json.dumps(marker, indent=1).encode())
     (run.path / "checkpoint.pt").unlink(missing_ok=True)
 
+# %% ../../nbs/16_train_loop.ipynb #31e02df4
+def _train_epoch(run: _Run, net, opt, loader, sums: torch.Tensor, bar, epoch: int, n_batches: int, n_train: int,
+                 channels_last: bool) -> float:
+    "One epoch's optimiser steps on `loader`'s batches, each batch's counts added to `sums`; returns the last lr."
+    cfg, model, world = run.cfg, run.model, run.world
+    shown = 0.0
+    for i, (x, y) in enumerate(loader):
+        if i >= n_batches:
+            break
+        lr = lr_at(cfg, epoch + (i + 0.5) / n_batches)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with run.amp_ctx():
+            loss, st = _objective(cfg, net, model, x, y)
+        opt.zero_grad(set_to_none=True)
+        scale = _loss_scale(n_train, cfg.batch_size, i, len(y), world)
+        (loss * scale if scale != 1.0 else loss).backward()
+        opt.step()
+        sums += st
+        bar.update(1)
+        now = time.perf_counter()
+        if not bar.disable and (now - shown > 0.5 or i == n_batches - 1):
+            shown = now
+            s = st.tolist()
+            post = {"loss": f"{s[0] / s[1]:.3f}", "acc": f"{s[2] / max(s[3], 1):.3f}"}
+            if cfg.adversarial:
+                post["rob"] = f"{s[4] / max(s[5], 1):.3f}"
+            bar.set_postfix(post, refresh=False)
+    return lr
+
+# %% ../../nbs/16_train_loop.ipynb #ccde575e
+def _epoch_entry(run: _Run, sums: torch.Tensor, t0: float, lr: float, epoch: int, val_loader, attack_fn) -> dict:
+    "The epoch's history entry: training counts summed over the processes, then the validation pass (if any)."
+    cfg, dev = run.cfg, run.dev
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    train_time = _all_reduce(torch.tensor([time.perf_counter() - t0], device=dev), "max").item()
+    s = _all_reduce(sums).tolist()
+    entry = {"epoch": epoch + 1, "lr": lr, "train_loss": s[0] / s[1], "train_acc": s[2] / max(s[3], 1),
+             "n_seen": int(s[1]), "time_s": train_time}
+    if cfg.adversarial:
+        entry["train_robust_acc"] = s[4] / max(s[5], 1)
+    if val_loader is not None:
+        v = _all_reduce(_evaluate(run.model, val_loader, attack_fn, run.amp_ctx)).tolist()
+        entry.update(val_loss=v[0] / v[1], val_acc=v[2] / v[1], val_n=int(v[1]))
+        if attack_fn is not None:
+            entry["val_robust_acc"] = v[3] / v[1]
+    return entry
+
+# %% ../../nbs/16_train_loop.ipynb #8d022dff
+def _save_epoch(run: _Run, opt, loader, epoch: int, history: list, entry: dict, n_batches: int) -> None:
+    "Gather every process's random state; rank 0 writes the checkpoint and appends `entry` to `history.jsonl`."
+    rngs = _gather(_rng_state(loader))
+    if run.rank == 0:
+        _write_checkpoint(run.path, {"format": 1, "key": run.key, "epoch": epoch + 1, "history": history,
+                                     "model": run.model.state_dict(), "optimizer": opt.state_dict(),
+                                     "scheduler": {"step": (epoch + 1) * n_batches}, "rng": rngs,
+                                     "world_size": run.world})
+        _append_history(run.path, entry)
+
 # %% ../../nbs/16_train_loop.ipynb #2714ae15
 def _train_loop(run: _Run, train_data, val_data, attack_fn, decision, augment, eval_attack,
                 num_workers) -> TrainResult:
+    "The epochs of one run, from its start (fresh or resumed) to the finished cache entry (written by rank 0)."
     cfg, model, dev, rank, world = run.cfg, run.model, run.dev, run.rank, run.world
     cuda = dev.type == "cuda"
     per_rank = cfg.batch_size // world
@@ -411,56 +474,15 @@ def _train_loop(run: _Run, train_data, val_data, attack_fn, decision, augment, e
         sums = torch.zeros(6, dtype=torch.float64, device=dev)
         bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not run.progress or rank != 0,
                    leave=True, dynamic_ncols=True)
-        t0, shown = time.perf_counter(), 0.0
-        for i, (x, y) in enumerate(loader):
-            if i >= n_batches:
-                break
-            lr = lr_at(cfg, epoch + (i + 0.5) / n_batches)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            if channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with run.amp_ctx():
-                loss, st = _objective(cfg, net, model, x, y)
-            opt.zero_grad(set_to_none=True)
-            scale = _loss_scale(n_train, cfg.batch_size, i, len(y), world)
-            (loss * scale if scale != 1.0 else loss).backward()
-            opt.step()
-            sums += st
-            bar.update(1)
-            now = time.perf_counter()
-            if not bar.disable and (now - shown > 0.5 or i == n_batches - 1):
-                shown = now
-                s = st.tolist()
-                post = {"loss": f"{s[0] / s[1]:.3f}", "acc": f"{s[2] / max(s[3], 1):.3f}"}
-                if cfg.adversarial:
-                    post["rob"] = f"{s[4] / max(s[5], 1):.3f}"
-                bar.set_postfix(post, refresh=False)
-        if cuda:
-            torch.cuda.synchronize(dev)
-        train_time = _all_reduce(torch.tensor([time.perf_counter() - t0], device=dev), "max").item()
-        s = _all_reduce(sums).tolist()
-        entry = {"epoch": epoch + 1, "lr": lr, "train_loss": s[0] / s[1], "train_acc": s[2] / max(s[3], 1),
-                 "n_seen": int(s[1]), "time_s": train_time}
-        if cfg.adversarial:
-            entry["train_robust_acc"] = s[4] / max(s[5], 1)
-        if val_loader is not None:
-            v = _all_reduce(_evaluate(model, val_loader, attack_fn, run.amp_ctx)).tolist()
-            entry.update(val_loss=v[0] / v[1], val_acc=v[2] / v[1], val_n=int(v[1]))
-            if attack_fn is not None:
-                entry["val_robust_acc"] = v[3] / v[1]
+        t0 = time.perf_counter()
+        lr = _train_epoch(run, net, opt, loader, sums, bar, epoch, n_batches, n_train, channels_last)
+        entry = _epoch_entry(run, sums, t0, lr, epoch, val_loader, attack_fn)
         history.append(entry)
         post = {k: f"{entry[k]:.3f}" for k in ("train_loss", "train_acc", "train_robust_acc", "val_acc",
                                                 "val_robust_acc") if k in entry}
         bar.set_postfix(post)
         bar.close()
-        rngs = _gather(_rng_state(loader))
-        if rank == 0:
-            _write_checkpoint(run.path, {"format": 1, "key": run.key, "epoch": epoch + 1, "history": history,
-                                         "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                         "scheduler": {"step": (epoch + 1) * n_batches}, "rng": rngs,
-                                         "world_size": world})
-            _append_history(run.path, entry)
+        _save_epoch(run, opt, loader, epoch, history, entry, n_batches)
         epochs_run += 1
 
     if undo_sync is not None:
