@@ -200,6 +200,7 @@ register("tsipras", {
 # Slots: "mnist" (Table 1 networks; smoke: Fashion-MNIST) and "cifar10" (VGG-16 / ResNet-18 and p4 ResNet-18).
 # ε values are in pixel units ([0, 1] inputs); the paper's MNIST ε are on normalised inputs (× σ = 0.3081).
 _kamath_theory = {"toy_p": 0.6, "toy_p_grid": [0.5, 0.6, 0.75, 0.9], "toy_md_grid": [0.5, 0.25, 0.125]}
+# eval_version: smoke "fast" (CPU minutes); quick and full "standard", the worst case a verdict on the GPU stands on
 _kamath_eval = {"eval_version": "fast", "deepfool_steps": 50, "sp_max_deg": 30.0, "sp_max_px": 3,
                 "sp_random_k": 10, "cifar10_std_arch": "vgg16", "cifar10_gcnn_arch": "p4_resnet18",
                 "fig14_eps": 0.3 * 0.3081, "cifar10_fig14_eps": 8 / 255, "trades_beta": 6.0,
@@ -233,7 +234,7 @@ register("kamath", {
               "aug_tr_archs": ["std", "gcnn"],
               "adv_eps": [0.1, 0.2, 0.3], "cifar10_adv_eps": [2 / 255, 8 / 255], "adv_steps": 10, "adv_alpha": None, "cifar10_adv_steps": 5, "cifar10_adv_alpha": None, "trades_eps": [0.1, 0.3],
               "cifar10_trades_eps": [8 / 255], "augt_adv_fracs": [0.1, 0.2],
-              "n_test": 2000, "n_attack": 500, "eval_steps": None, "eval_targets": None, "eval_queries": None, "eval_checks": True, "deepfool_classes": None, "inv_thetas": [0.0, 30.0, 60.0, 90.0, 120.0, 150.0, 180.0],
+              "n_test": 2000, "n_attack": 500, "eval_version": "standard", "eval_steps": None, "eval_targets": None, "eval_queries": None, "eval_checks": True, "deepfool_classes": None, "inv_thetas": [0.0, 30.0, 60.0, 90.0, 120.0, 150.0, 180.0],
               "inv_fracs": [0.0, 0.05, 0.1, 0.15, 0.2, 0.3], "rob_eps": [0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5],
               "cifar10_rob_eps": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255], "rob_steps": 20,
               "eval_eps": 0.1, "aug_eval_eps": 0.3 * 0.3081, "cifar10_eval_eps": 2 / 255, "sp_n_angles": 31, "sp_n_trans": 5},
@@ -247,7 +248,7 @@ register("kamath", {
              "aug_rt_fracs": [0.1, 0.2, 0.3], "aug_tr_archs": ["std", "gcnn"],
              "adv_eps": [0.1, 0.2, 0.3], "cifar10_adv_eps": [2 / 255, 4 / 255, 8 / 255], "adv_steps": 40, "adv_alpha": 0.01, "cifar10_adv_steps": 10, "cifar10_adv_alpha": 2 / 255,
              "trades_eps": [0.1, 0.2, 0.3], "cifar10_trades_eps": [2 / 255, 8 / 255], "augt_adv_fracs": [0.1, 0.2, 0.3],
-             "n_test": 10_000, "n_attack": 1000, "eval_steps": None, "eval_targets": None, "eval_queries": None, "eval_checks": True, "deepfool_classes": None, "inv_thetas": [0.0, 30.0, 60.0, 90.0, 120.0, 150.0, 180.0],
+             "n_test": 10_000, "n_attack": 1000, "eval_version": "standard", "eval_steps": None, "eval_targets": None, "eval_queries": None, "eval_checks": True, "deepfool_classes": None, "inv_thetas": [0.0, 30.0, 60.0, 90.0, 120.0, 150.0, 180.0],
              "inv_fracs": [0.0, 0.05, 0.1, 0.15, 0.2, 0.3], "rob_eps": [0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0],
              "cifar10_rob_eps": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255], "rob_steps": 40,
              "eval_eps": 0.1, "aug_eval_eps": 0.3 * 0.3081, "cifar10_eval_eps": 2 / 255, "sp_n_angles": 31, "sp_n_trans": 5},
