@@ -351,18 +351,17 @@ def test_measured_throughput_gives_the_expected_time_of_the_plan():
     those rates: linear in each rate, and a missing rate is named instead of guessed."""
     from robbook.config import resolve
     P = dict(resolve("kamath", "quick", tiny=True))
-    launch = L
-    rates = launch.measure_throughput("kamath", "quick", params=P, device="cpu", batch=4, steps=1, progress=False)
-    plan = launch.training_plan("kamath", "quick", params=P)
-    assert set(rates) == {launch._arch_key(m) for m in plan} and all(r > 0 for r in rates.values())
-    h = launch.expected_hours("kamath", "quick", rates, params=P)
-    by_hand = sum(launch._PASSES[m["method"]](m["steps"]) * m["n"] * m["epochs"] / rates[launch._arch_key(m)]
+    rates = L.measure_throughput("kamath", "quick", params=P, device="cpu", batch=4, steps=1, progress=False)
+    plan = L.training_plan("kamath", "quick", params=P)
+    assert set(rates) == {L._arch_key(m) for m in plan} and all(r > 0 for r in rates.values())
+    h = L.expected_hours("kamath", "quick", rates, params=P)
+    by_hand = sum(L._PASSES[m["method"]](m["steps"]) * m["n"] * m["epochs"] / rates[L._arch_key(m)]
                   for m in plan) / 3600
     assert h == pytest.approx(by_hand, rel=1e-12)
-    assert launch.expected_hours("kamath", "quick", {k: 4 * r for k, r in rates.items()}, params=P) == \
+    assert L.expected_hours("kamath", "quick", {k: 4 * r for k, r in rates.items()}, params=P) == \
         pytest.approx(h / 4, rel=1e-12)
     with pytest.raises(ValueError, match="no measured rate"):
-        launch.expected_hours("kamath", "quick", dict(list(rates.items())[1:]), params=P)
+        L.expected_hours("kamath", "quick", dict(list(rates.items())[1:]), params=P)
 
 
 def test_estimate_command_prints_the_floor_and_the_measured_time(capsys):
