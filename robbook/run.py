@@ -25,7 +25,7 @@ import nbformat
 from .config import RUN_LOCATIONS, ParameterError, repo_root, resolve, run_name, run_overrides
 from . import data as D
 from .bench import main as bench_main
-from .launch import cli, estimate, estimate_table, expected_hours, measure_throughput
+from .launch import _duration, cli, estimate, estimate_table, expected_hours, measure_throughput
 from .profiles import PROFILES
 from .report import scoreboard_text
 
@@ -1026,24 +1026,14 @@ def _print_estimates(chapter: str, profs: dict) -> None:
 def _print_estimate(chapter: str, profile: str, params: dict, device: str | None) -> None:
     """`python -m robbook estimate`: the FLOP floor of `chapter` under `profile` (with `params`), and where `device`
     is given, the time at the speed measured there (`robbook.launch.measure_throughput`)."""
-    if chapter not in PROFILES or chapter == "demo":
-        raise ParameterError(f"chapter {chapter!r} has no training plan; allowed values: "
-                             f"{[c for c in PROFILES if c != 'demo']}")
-    if profile not in PROFILES[chapter]:
-        raise ParameterError(f"profile {profile!r} is not one of {chapter}'s: {list(PROFILES[chapter])}")
-    P = dict(resolve(chapter, profile, **params))
-    e = estimate(chapter, profile, params=P)
+    P = dict(resolve(chapter, profile, **params))           # unknown chapter or profile: a ParameterError naming it
+    e = estimate(chapter, profile, params=P)                # a chapter without a training plan ("demo"): likewise
     print(f"{chapter} {profile}: {e['models']} models, {e['image_epochs']:,} image-epochs; training and dataset "
-          f"builds at least {_hours(e['gpu_hours'])} of GPU time (the FLOP floor)")
+          f"builds at least {_duration(e['gpu_hours'])} of GPU time (the FLOP floor)")
     if device:
         rates = measure_throughput(chapter, profile, params=P, device=device)
         print(f"  at the speed measured on {device} ({len(rates)} architectures): about "
-              f"{_hours(expected_hours(chapter, profile, rates, params=P))} (data loading and evaluation not counted)")
-
-
-def _hours(h: float) -> str:
-    s = h * 3600
-    return f"{s:.0f} s" if s < 60 else f"{s / 60:.1f} min" if s < 3600 else f"{h:.1f} h"
+              f"{_duration(expected_hours(chapter, profile, rates, params=P))} (data loading and evaluation not counted)")
 
 # %% ../nbs/19_run.ipynb #62cab6cc
 def _list(root=None):

@@ -374,4 +374,5 @@ def test_estimate_command_prints_the_floor_and_the_measured_time(capsys):
                  "-p", "cs_n_train", "64"]) == 0
     assert "at the speed measured on cpu" in capsys.readouterr().out
     assert main(["estimate", "moayeri", "--profile", "quik"]) == 2
-    assert "not one of moayeri's" in capsys.readouterr().err
+    assert "'quik' is not a profile of 'moayeri'" in capsys.readouterr().err
+    assert main(["estimate", "demo"]) == 2 and "'demo' is not allowed" in capsys.readouterr().err
