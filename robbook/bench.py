@@ -23,10 +23,10 @@ from .train import TrainConfig, train
 
 
 def main(argv=None) -> int:
-    "Run a benchmark: `attacks`, `train` or `eval` [--device DEV] [--compile] [--n N] [--models A,B]."
+    "Run a benchmark: `attacks`, `train` or `eval` [--device DEV] [--compile] [--n N] [--models A,B] [--reference R]."
     argv = sys.argv[1:] if argv is None else list(argv)
     usage = ("usage: python -m robbook.bench {attacks,train,eval} [--device cpu|cuda|cuda:N] [--compile] "
-             "[--n N --models A,B (eval only)]")
+             "[--n N --models A,B --reference published|torchattacks (eval only)]")
     if not argv or argv[0] not in ("attacks", "train", "eval"):
         print(usage, file=sys.stderr)
         return 2
@@ -43,15 +43,17 @@ def main(argv=None) -> int:
             kw["n"] = int(rest.pop(0))
         elif a == "--models" and "models" in params and rest:
             kw["models"] = tuple(rest.pop(0).split(","))
+        elif a == "--reference" and "reference" in params and rest and rest[0] in REFERENCES:
+            kw["reference"] = rest.pop(0)
         else:
-            print(f"{usage}\n(--compile: attacks and train only; --n: a positive integer); got {a!r}",
+            print(f"{usage}\n(--compile: attacks and train only; --n: a positive integer; --reference: {' or '.join(REFERENCES)}); got {a!r}",
                   file=sys.stderr)
             return 2
     benchmark(**kw)
     return 0
 
 # %% auto #0
-__all__ = ['BENCH_MODELS', 'main', 'attack_benchmark', 'train_benchmark', 'eval_benchmark']
+__all__ = ['BENCH_MODELS', 'REFERENCES', 'main', 'attack_benchmark', 'train_benchmark', 'eval_benchmark']
 
 # %% ../nbs/19b_bench.ipynb #f5f361c6
 def attack_benchmark(batch: int = 256, device: str = "cpu", steps: int = 10, eps: float = 0.3, repeats: int = 5,
@@ -230,7 +232,23 @@ def _stage_timer(forward, key, stage_sec, dev):
     return run
 
 
-def _bench_one(model, x, y, norm, eps, versions, chunk, dev, aa_cls):
+REFERENCES = {   # iterations of torchattacks' APGD-CE, APGD-T and FAB-T stages (Square: 5,000 queries in both)
+    "published": 100,     # Croce & Hein (2020)'s standard version, as their own code runs it
+    "torchattacks": 10,   # torchattacks' AutoAttack as it comes (its attacks' default of 10 steps)
+}
+
+
+def _reference_attack(aa_cls, model, norm, eps, reference):
+    "torchattacks' `AutoAttack(version='standard')` with its gradient stages set to `REFERENCES[reference]` iterations."
+    aa = aa_cls(model, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps, version="standard", n_classes=10, seed=0)
+    stages = list(getattr(getattr(aa, "_autoattack", None), "attacks", ()))
+    for atk in stages:
+        if hasattr(atk, "steps"):                 # APGD, APGDT, FAB; Square counts queries instead
+            atk.steps = REFERENCES[reference]
+    return aa, stages
+
+
+def _bench_one(model, x, y, norm, eps, versions, chunk, dev, aa_cls, reference="published"):
     """Per chunk of `chunk` points, interleaved: ours (each version) then AutoAttack, so that both see the same
     machine load. Returns per-example robust masks, summed seconds (in total and per stage) and the images
     each evaluation passed through the model ([all, with gradients])."""
@@ -248,9 +266,8 @@ def _bench_one(model, x, y, norm, eps, versions, chunk, dev, aa_cls):
             for k, s in r.seconds.items():
                 stage_sec[(v, k)] = stage_sec.get((v, k), 0.0) + s
         if aa_cls is not None:
-            aa = aa_cls(model, norm={"linf": "Linf", "l2": "L2"}[norm], eps=eps, version="standard", n_classes=10,
-                        seed=0)
-            for atk in getattr(getattr(aa, "_autoattack", None), "attacks", ()):   # its stages, timed one by one
+            aa, stages = _reference_attack(aa_cls, model, norm, eps, reference)
+            for atk in stages:                                   # its stages, timed one by one
                 atk.forward = _stage_timer(atk.forward, ("autoattack", type(atk).__name__), stage_sec, dev)
             with _counting(model, images, "autoattack"):
                 xa, t = _timed(lambda: aa(xs, ys), dev)
@@ -263,11 +280,15 @@ def _bench_one(model, x, y, norm, eps, versions, chunk, dev, aa_cls):
 
 
 def eval_benchmark(n: int = 500, device: str = "cpu", models: Sequence[str] = tuple(BENCH_MODELS),
-              versions: Sequence[str] = ("standard", "fast"), chunk: int = 100, show: bool = True) -> dict:
+              versions: Sequence[str] = ("standard", "fast"), chunk: int = 100, reference: str = "published",
+              show: bool = True) -> dict:
     """Robust accuracy and seconds of `evaluate_robust` (each of `versions`, and PGD-20) and of torchattacks'
-    `AutoAttack(version="standard")` on each of `models` (`BENCH_MODELS`) and the same `n` Fashion-MNIST test points,
+    `AutoAttack(version="standard")` (its APGD-CE, APGD-T and FAB-T at `REFERENCES[reference]` iterations: 100
+    as published, or 10 as torchattacks ships them) on each of `models` (`BENCH_MODELS`) and the same `n` Fashion-MNIST test points,
     interleaved per chunk. Per model: `disagree` = (points AutoAttack breaks and ours not, ours breaks and it not);
     `ratio_<version>` = AutoAttack's time / ours (how many times faster)."""
+    if reference not in REFERENCES:
+        raise ValueError(f"reference={reference!r} is not allowed; allowed values: {list(REFERENCES)}")
     bad = [m for m in models if m not in BENCH_MODELS]
     if bad:
         raise ValueError(f"models {bad} are not benchmark models; allowed values: {list(BENCH_MODELS)}")
@@ -279,11 +300,12 @@ def eval_benchmark(n: int = 500, device: str = "cpu", models: Sequence[str] = tu
     dev = get_device(device)
     test = random_subset(load("fashion_mnist", "test"), n, seed=0)
     x, y = test.float().to(dev), test.y.to(dev)
-    res = {"n": n, "device": str(dev), "threads": torch.get_num_threads(), "models": {}}
+    res = {"n": n, "device": str(dev), "threads": torch.get_num_threads(), "reference": reference, "models": {}}
     for name in models:
         model = _bench_model(dev, name=name)
         _, norm, eps = BENCH_MODELS[name]
-        rob, sec, stage_sec, clean, images = _bench_one(model, x, y, norm, eps, versions, chunk, dev, aa_cls)
+        rob, sec, stage_sec, clean, images = _bench_one(model, x, y, norm, eps, versions, chunk, dev, aa_cls,
+                                                        reference)
         m = {"norm": norm, "eps": eps, "clean": clean, "stage_seconds": stage_sec, "images": images}
         for v, r in rob.items():
             m[v] = {"robust_accuracy": r.float().mean().item(), "seconds": sec[v], "robust": r}
@@ -301,6 +323,9 @@ def eval_benchmark(n: int = 500, device: str = "cpu", models: Sequence[str] = tu
 def _print_bench(res, versions):
     print(f"robust accuracy (%) on {res['n']} Fashion-MNIST test images, {res['device']} ({res['threads']} torch "
           "threads), ours and torchattacks' AutoAttack (standard) interleaved per chunk of points.")
+    its = REFERENCES[res.get("reference", "published")]
+    print(f"AA: APGD-CE, APGD-T and FAB-T at {its} iterations ({res.get('reference', 'published')}), Square 5,000 "
+          "queries; ours: see evaluate_robust's versions.")
     print("disagree a/b: a points AutoAttack breaks and ours does not, b points ours breaks and AutoAttack does not.")
     head = f"{'model':<17}{'norm eps':>10}{'clean':>7}{'AA':>7}{'AA s':>7}"
     for v in versions:

@@ -580,6 +580,11 @@ def _build_for(model: str, kw: dict, shape: tuple, classes: int):
         return build_model(model, classes, in_channels=shape[0], **kw)
 
 
+def _arch_key(m: dict) -> tuple:
+    "What a plan entry's speed depends on: architecture, its arguments, image shape and classes."
+    return m["model"], json.dumps(m["model_kwargs"], sort_keys=True), tuple(m["shape"]), m["classes"]
+
+
 @functools.lru_cache(maxsize=None)
 def _forward_flops(model: str, kwargs: str, shape: tuple, classes: int) -> float:
     "FLOPs of one forward pass of `model` on one image of `shape`, counted by torch's FlopCounterMode."
@@ -598,7 +603,7 @@ def estimate(chapter: str, profile: str, without=(), *, params: dict | None = No
     plan = training_plan(chapter, profile, without, params=params)
     flops, img_epochs, models = 0.0, 0, 0
     for m in plan:
-        f = _forward_flops(m["model"], json.dumps(m["model_kwargs"], sort_keys=True), m["shape"], m["classes"])
+        f = _forward_flops(*_arch_key(m))
         flops += _PASSES[m["method"]](m["steps"]) * f * m["n"] * m["epochs"]
         if m["method"] != "build":
             img_epochs += m["n"] * m["epochs"]
@@ -649,11 +654,6 @@ def estimate_note() -> str:
             "--device cuda --measure` times each network and gives the time at the measured speed.")
 
 # %% ../nbs/16b_launch.ipynb #c1ca701a
-def _arch_key(m: dict) -> tuple:
-    "What a plan entry's speed depends on: architecture, its arguments, image shape and classes."
-    return m["model"], json.dumps(m["model_kwargs"], sort_keys=True), tuple(m["shape"]), m["classes"]
-
-
 def measure_throughput(chapter: str, profile: str, without=(), *, params: dict | None = None, device: str = "cuda",
                        batch: int | None = None, steps: int = 5, progress: bool = True) -> dict:
     """Measured training speed, in image-passes per second (one forward pass of one image = 1; a standard SGD

@@ -756,11 +756,14 @@ def load_robustness_checkpoint(path, arch: str = "resnet50", num_classes: int | 
         mean = sd[f"{npre}new_mean"].flatten().tolist() if mean is None else mean
         std = sd[f"{npre}new_std"].flatten().tolist() if std is None else std
     in_ch = weights["conv1.weight"].shape[1] if "conv1.weight" in weights else None
-    model = build_model(name, num_classes=k, in_channels=in_ch, mean=mean, std=std)
+    with torch.device("meta"):             # shapes only: every weight comes from the file, so skip the random init
+        model = build_model(name, num_classes=k, in_channels=in_ch, mean=mean, std=std)
     inner = "net." if layout == "imagenet" else ""
     mapped = {(f"head.{n[len(head) + 1:]}" if n.startswith(head + ".") else inner + n): v for n, v in weights.items()}
     own = model.state_dict()
-    mapped["normalize.mean"], mapped["normalize.std"] = own["normalize.mean"], own["normalize.std"]
+    for n, v in (("mean", mean), ("std", std)):                 # scalars broadcast, as build_model does
+        shape = own[f"normalize.{n}"].shape
+        mapped[f"normalize.{n}"] = torch.tensor(v, dtype=torch.float32).reshape(1, -1, 1, 1).expand(shape).clone()
     missing = sorted(set(own) - set(mapped))
     unexpected = sorted(set(mapped) - set(own))
     shapes = [f"{n}: checkpoint {tuple(mapped[n].shape)} vs model {tuple(own[n].shape)}"
@@ -768,5 +771,7 @@ def load_robustness_checkpoint(path, arch: str = "resnet50", num_classes: int | 
     if missing or unexpected or shapes:
         raise ValueError(f"{path}: the '{prefix}*' weights do not fit {name!r}: missing {missing[:10]}, "
                          f"unexpected {unexpected[:10]}, shape mismatches {shapes[:10]}")
-    model.load_state_dict(mapped)
+    model.load_state_dict({n: t.to(own[n].dtype) for n, t in mapped.items()}, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):   # a tensor outside the state dict
+        raise RuntimeError(f"{name!r} holds a tensor that no checkpoint sets; report this as a robbook bug")
     return model.eval()

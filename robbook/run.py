@@ -17,6 +17,7 @@ import subprocess
 import sys
 import multiprocessing
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -387,7 +388,123 @@ def _finalize(nb, meta: dict):
     nb.metadata["robbook"] = meta
     return nb
 
-# %% ../nbs/19_run.ipynb #31a680c6
+# %% ../nbs/19_run.ipynb #625cfe5f
+def _page_key(nb, inject: dict, page: str, r: Path) -> str:
+    """What a page run's result depends on: its preprocessed source, its parameters, the package's code, and for
+    the pages made from the chapters' results (`LATE_PAGES`) those results."""
+    extra = [_results_hash(r)] if chapter_name(page) in LATE_PAGES else []
+    return hashlib.sha256(json.dumps([nbformat.writes(nb), inject, _package_hash(), *extra], sort_keys=True,
+                                     default=str).encode()).hexdigest()[:20]
+
+
+def _reuse_current(page: str, P: dict, key: str, chapter: bool, rid: str, params: dict, show, r: Path, log) -> bool:
+    "Whether a good copy with this `key` exists (then a chapter's run is shown if it is the one chosen)."
+    for cand in (P["good"], P["shown"]):
+        m = _meta(cand) if cand.exists() else {}
+        if m.get("key") == key and m.get("status") == "ok" and not m.get("errors"):
+            log(f"  {page}: up to date (executed {m.get('executed')}), reused")
+            if chapter:
+                if cand == P["shown"] and not P["good"].exists():  # an executed copy from before runs/
+                    _atomic_copy(P["shown"], P["good"])
+                    if P["shown_json"].exists():
+                        _atomic_copy(P["shown_json"], P["good_json"])
+                _show_if_chosen(page, rid, params, show, r, log)
+            return True
+    return False
+
+# %% ../nbs/19_run.ipynb #47e6d0e5
+def _papermill(pre: Path, out: Path, inject: dict, params: dict, tmp: Path, r: Path, progress) -> tuple:
+    """Execute notebook `pre` into `out` with papermill, figures inline and knobs static, the results JSON written
+    to `tmp` (unless `params` name a `results_dir`). Returns `(error line or None, interrupted)`."""
+    try:
+        import papermill as pm  # optional: only executing pages needs it
+    except ImportError as e:
+        raise ImportError("executing a page needs papermill, which `pip install robbook` leaves out; install the "
+                          "book extra: pip install 'robbook[book]'") from e
+    # figures as inline PNGs even when the caller chose a non-interactive backend (pytest sets Agg)
+    env = {"ROBBOOK_STATIC": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    if "results_dir" not in params:
+        env["ROBBOOK_RESULTS"] = str(tmp)  # the results JSON lands beside the notebook, moved with it
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        pm.execute_notebook(str(pre), str(out), parameters=inject, kernel_name="python3", cwd=str(r),
+                            progress_bar=sys.stderr.isatty() if progress is None else progress, log_output=False,
+                            report_mode=False)
+    except pm.PapermillExecutionError as e:
+        return f"failed in cell {e.exec_count}: {e.ename}: {e.evalue}", False
+    except KeyboardInterrupt:
+        return "interrupted", True
+    except Exception as e:  # the kernel died, a timeout, ...
+        return f"failed: {type(e).__name__}: {e}", False
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return None, False
+
+
+def _stamp(out: Path, page: str, key: str, inject: dict, rid: str, chapter: bool, err, t0: float):
+    """Write the run's metadata (key, status, parameters, time; for a chapter its run name, overrides and device)
+    into the executed notebook `out`. Returns the error line: `err`, or the notebook's first error output."""
+    meta = {"key": key, "status": "failed" if err else "ok", "profile": inject.get("profile"),
+            "parameters": inject, "wall_time_s": round(time.time() - t0, 1),
+            "executed": time.strftime("%Y-%m-%d %H:%M:%S"), "run_uid": uuid.uuid4().hex}
+    if chapter:
+        cfg = resolve(chapter_name(page), **{k: v for k, v in inject.items() if k not in RUN_LOCATIONS})
+        meta.update(run=rid, overrides=run_overrides(cfg), device=cfg.device)
+    if not out.exists():
+        return err or "wrote no notebook"
+    done = nbformat.read(out, as_version=4)
+    errors = notebook_errors(done)
+    if errors and not err:
+        err = f"left an error output in {errors[0]}"
+    meta["status"] = "failed" if err else "ok"
+    nbformat.write(_finalize(done, meta), out)
+    return err
+
+# %% ../nbs/19_run.ipynb #8582a31f
+def _keep_failed(page: str, rid: str, P: dict, tmp: Path, err: str, interrupted: bool, r: Path, log):
+    "Move a failed run to `executed/failed/` and raise (RuntimeError, or KeyboardInterrupt if it was interrupted)."
+    out = tmp / f"{page}.ipynb"
+    P["failed"].parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        os.replace(out, P["failed"])
+    for j in tmp.glob("*.json"):
+        os.replace(j, P["failed"].with_name(f"{j.stem}.{rid}.json"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    kept = (f"the previous good copy {P['shown'].relative_to(r)} is unchanged" if _good(P["shown"])
+            else "there is no good copy of this page")
+    msg = f"{page} ({rid}) {err}\nthe failed run is kept at {P['failed'].relative_to(r)}; {kept}"
+    if interrupted:
+        log("robbook: " + msg)
+        raise KeyboardInterrupt
+    raise RuntimeError(msg)
+
+
+def _keep_chapter_run(page: str, rid: str, P: dict, tmp: Path, params: dict, show, r: Path, log) -> None:
+    """Move a chapter's successful run (notebook, results JSON, artefacts: one set) to its run folder, or beside it
+    as `<run>.lesser-<time>` if it completes less than the run kept there; show it if it is the one chosen."""
+    new_json = tmp / P["good_json"].name
+    dest = P["good"].parent
+    if _good(P["good"]) and completes_less(new_json, P["good_json"]):
+        dest = dest.with_name(f"{rid}.lesser-{time.strftime('%Y%m%d-%H%M%S')}")
+        log(f"  {page}: this run completes less than the kept run {rid!r} ({len(coverage(new_json))} of "
+            f"{len(coverage(P['good_json']))} claims checked): kept as run {dest.name!r}, the run {rid!r} "
+            f"and the page the book shows are unchanged; show it with "
+            f"`python -m robbook book --execute none --run {chapter_name(page)}={dest.name}`")
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in tmp.iterdir():
+        if f.name != "source.ipynb":
+            if f.is_dir() and (dest / f.name).exists():
+                shutil.rmtree(dest / f.name)
+            os.replace(f, dest / f.name)
+    if dest == P["good"].parent:
+        _show_if_chosen(page, rid, params, show, r, log)
+
+# %% ../nbs/19_run.ipynb #daa21655
 def execute_page(page: str, *, profile: str = "smoke", params: dict | None = None, root=None,
                  force: bool = False, show: bool | None = None, progress: bool | None = None, log=print) -> Path:
     """Preprocess, validate and execute one page; only a successful run replaces its copies.
@@ -405,10 +522,9 @@ def execute_page(page: str, *, profile: str = "smoke", params: dict | None = Non
     named in `params` must be there (`check_requested_data`), or nothing runs."""
     r = _root(root)
     src = source_of(page, r)
-    out_dir = r / "executed"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    (r / "executed").mkdir(parents=True, exist_ok=True)
     if src.suffix == ".md":
-        dst = out_dir / src.name
+        dst = r / "executed" / src.name
         shutil.copyfile(src, dst)
         return dst
     params = dict(params or {})
@@ -419,104 +535,24 @@ def execute_page(page: str, *, profile: str = "smoke", params: dict | None = Non
         check_requested_data(chapter_name(page), params)
     rid = run_id(page, profile, params)
     P = run_paths(page, rid, r)
-    extra = [_results_hash(r)] if chapter_name(page) in LATE_PAGES else []
-    key = hashlib.sha256(json.dumps([nbformat.writes(nb), inject, _package_hash(), *extra], sort_keys=True,
-                                    default=str).encode()).hexdigest()[:20]
-    if not force:
-        for cand in (P["good"], P["shown"]):
-            m = _meta(cand) if cand.exists() else {}
-            if m.get("key") == key and m.get("status") == "ok" and not m.get("errors"):
-                log(f"  {page}: up to date (executed {m.get('executed')}), reused")
-                if chapter:
-                    if cand == P["shown"] and not P["good"].exists():  # an executed copy from before runs/
-                        _atomic_copy(P["shown"], P["good"])
-                        if P["shown_json"].exists():
-                            _atomic_copy(P["shown_json"], P["good_json"])
-                    _show_if_chosen(page, rid, params, show, r, log)
-                return P["shown"]
+    key = _page_key(nb, inject, page, r)
+    if not force and _reuse_current(page, P, key, chapter, rid, params, show, r, log):
+        return P["shown"]
     tmp = P["tmp"]
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     pre, out = tmp / "source.ipynb", tmp / f"{page}.ipynb"
     nbformat.write(nb, pre)
-    try:
-        import papermill as pm  # optional: only executing pages needs it
-    except ImportError as e:
-        raise ImportError("executing a page needs papermill, which `pip install robbook` leaves out; install the "
-                          "book extra: pip install 'robbook[book]'") from e
-    # figures as inline PNGs even when the caller chose a non-interactive backend (pytest sets Agg)
-    env = {"ROBBOOK_STATIC": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    if "results_dir" not in params:
-        env["ROBBOOK_RESULTS"] = str(tmp)  # the results JSON lands beside the notebook, moved with it
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     log(f"  {page}: executing with {inject or 'no parameters'}")
     t0 = time.time()
-    err, interrupted = None, False
-    try:
-        pm.execute_notebook(str(pre), str(out), parameters=inject, kernel_name="python3", cwd=str(r),
-                            progress_bar=sys.stderr.isatty() if progress is None else progress, log_output=False, report_mode=False)
-    except pm.PapermillExecutionError as e:
-        err = f"failed in cell {e.exec_count}: {e.ename}: {e.evalue}"
-    except KeyboardInterrupt:
-        err, interrupted = "interrupted", True
-    except Exception as e:  # the kernel died, a timeout, ...
-        err = f"failed: {type(e).__name__}: {e}"
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    import uuid
+    err, interrupted = _papermill(pre, out, inject, params, tmp, r, progress)
     if chapter and not err:
         err = _take_results(page, params, tmp, r, t0)
-    meta = {"key": key, "status": "failed" if err else "ok", "profile": inject.get("profile"),
-            "parameters": inject, "wall_time_s": round(time.time() - t0, 1),
-            "executed": time.strftime("%Y-%m-%d %H:%M:%S"), "run_uid": uuid.uuid4().hex}
-    if chapter:
-        cfg = resolve(chapter_name(page), **{k: v for k, v in inject.items() if k not in RUN_LOCATIONS})
-        meta.update(run=rid, overrides=run_overrides(cfg), device=cfg.device)
-    if out.exists():
-        done = nbformat.read(out, as_version=4)
-        errors = notebook_errors(done)
-        if errors and not err:
-            err = f"left an error output in {errors[0]}"
-        meta["status"] = "failed" if err else "ok"
-        nbformat.write(_finalize(done, meta), out)
-    elif not err:
-        err = "wrote no notebook"
+    err = _stamp(out, page, key, inject, rid, chapter, err, t0)
     if err:
-        P["failed"].parent.mkdir(parents=True, exist_ok=True)
-        if out.exists():
-            os.replace(out, P["failed"])
-        for j in tmp.glob("*.json"):
-            os.replace(j, P["failed"].with_name(f"{j.stem}.{rid}.json"))
-        shutil.rmtree(tmp, ignore_errors=True)
-        kept = (f"the previous good copy {P['shown'].relative_to(r)} is unchanged" if _good(P["shown"])
-                else "there is no good copy of this page")
-        msg = (f"{page} ({rid}) {err}\nthe failed run is kept at {P['failed'].relative_to(r)}; {kept}")
-        if interrupted:
-            log("robbook: " + msg)
-            raise KeyboardInterrupt
-        raise RuntimeError(msg)
+        _keep_failed(page, rid, P, tmp, err, interrupted, r, log)
     if chapter:
-        new_json = tmp / P["good_json"].name
-        dest = P["good"].parent
-        if _good(P["good"]) and completes_less(new_json, P["good_json"]):
-            dest = dest.with_name(f"{rid}.lesser-{time.strftime('%Y%m%d-%H%M%S')}")
-            log(f"  {page}: this run completes less than the kept run {rid!r} ({len(coverage(new_json))} of "
-                f"{len(coverage(P['good_json']))} claims checked): kept as run {dest.name!r}, the run {rid!r} "
-                f"and the page the book shows are unchanged; show it with "
-                f"`python -m robbook book --execute none --run {chapter_name(page)}={dest.name}`")
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in tmp.iterdir():  # the notebook, its results JSON and any artefacts, as one set
-            if f != pre:
-                if f.is_dir() and (dest / f.name).exists():
-                    shutil.rmtree(dest / f.name)
-                os.replace(f, dest / f.name)
-        if dest == P["good"].parent:
-            _show_if_chosen(page, rid, params, show, r, log)
+        _keep_chapter_run(page, rid, P, tmp, params, show, r, log)
     else:
         os.replace(out, P["shown"])
     shutil.rmtree(tmp, ignore_errors=True)
@@ -918,10 +954,9 @@ def _collect(a) -> dict:
             params[k] = v
     return params
 
-# %% ../nbs/19_run.ipynb #ba61bd51
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m robbook", description="Run robbook chapters and build the book.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+# %% ../nbs/19_run.ipynb #51b41c4f
+def _page_commands(sub) -> None:
+    "The subcommands that execute, show or list the book's pages: run, book, runs, list, scoreboard."
     p_run = sub.add_parser("run", help="execute one chapter into executed/ with papermill")
     p_run.add_argument("chapter")
     _common(p_run)
@@ -946,6 +981,10 @@ def main(argv=None) -> int:
     p_score = sub.add_parser("scoreboard", help="the claims' verdicts of every chapter and profile run here")
     p_score.add_argument("--root", default=None)
     p_score.add_argument("--claims", action="store_true", help="list every claim, not only the counts")
+
+
+def _tool_commands(sub) -> None:
+    "The subcommands around the chapters: train (one model, what torchrun launches), estimate, bench."
     p_train = sub.add_parser("train", add_help=False, help="train one model into the cache (the unit torchrun launches)")
     p_train.add_argument("args", nargs=argparse.REMAINDER, help="see python -m robbook train --help")
     p_est = sub.add_parser("estimate", help="GPU time of a chapter's training: the FLOP floor, and with --measure the "
@@ -962,46 +1001,69 @@ def main(argv=None) -> int:
     p_bench.add_argument("--compile", action="store_true", help="attacks, train: also time torch.compile (CUDA graphs on a GPU)")
     p_bench.add_argument("--n", type=int, default=None, help="eval: test points per model (default 500)")
     p_bench.add_argument("--models", default=None, help="eval: comma-separated benchmark models")
+    p_bench.add_argument("--reference", choices=["published", "torchattacks"], default=None,
+                         help="eval: torchattacks' AutoAttack at the published 100 iterations (default) or its own 10")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m robbook", description="Run robbook chapters and build the book.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    _page_commands(sub)
+    _tool_commands(sub)
+    return ap
+
+# %% ../nbs/19_run.ipynb #3f7d43ee
+def _cmd_run(a) -> None:
+    "`python -m robbook run`: execute one chapter and say where the run is kept and whether the book shows it."
+    page = page_for(a.chapter, a.root)
+    if a.tiny and a.show:
+        raise ParameterError("--tiny with --show: a tiny run checks the code path, its numbers are not "
+                             "results, and the book never shows one; drop one of the two")
+    t0, params = time.time(), {**_collect(a), **({"tiny": True} if a.tiny else {})}
+    dst = execute_page(page, profile=a.profile, params=params, root=a.root, force=a.force, show=a.show or None)
+    kept = run_paths(page, run_id(page, a.profile, params), _root(a.root))["good"]
+    shown = dst.exists() and kept.exists() and _same_run(_meta(dst), _meta(kept))
+    print(f"robbook: run kept at {kept if kept.exists() else dst} ({time.time() - t0:.0f} s)"
+          + ("; the book shows it: rebuild the HTML with `python -m robbook book --execute none`" if shown else
+             "; the book does not show it" + (" (a tiny run)" if a.tiny else "")))
+
+
+def _cmd_book(a) -> None:
+    "`python -m robbook book`: execute what changed and render, showing the runs picked with --run."
+    picks = {}
+    for item in a.run:
+        chap, sep, name = item.partition("=")
+        if not sep or not name:
+            raise ParameterError(f"--run {item!r}: expected CHAPTER=RUN, e.g. tsipras=smoke+linear_eps=0.1")
+        picks[chapter_name(page_for(chap, a.root))] = name
+    build_book(profile=a.profile, device=a.device or "cpu", execute=a.execute, only=a.only,
+               params=_collect(a), root=a.root, runs=picks, jobs=a.jobs)
+
+
+def _bench_argv(a) -> list:
+    "The `robbook.bench.main` arguments of a `python -m robbook bench` command line."
+    return ([a.what] + (["--device", a.device] if a.device else []) + (["--compile"] if a.compile else [])
+            + (["--n", str(a.n)] if a.n else []) + (["--models", a.models] if a.models else [])
+            + (["--reference", a.reference] if a.reference else []))
+
+
+def main(argv=None) -> int:
+    "`python -m robbook`: exit code 0 on success, 2 for a bad parameter, 1 when a run or a file fails; the reason on stderr."
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:                 # its own parser, --help included
         return cli(argv[1:])
-    a = ap.parse_args(argv)
+    a = _parser().parse_args(argv)
+    commands = {"run": _cmd_run, "book": _cmd_book, "runs": lambda a: _list_runs(a.root, a.chapter),
+                "scoreboard": lambda a: print(scoreboard_text(_root(a.root), claims=a.claims)),
+                "list": lambda a: _list(a.root),
+                "estimate": lambda a: _print_estimate(a.chapter, a.profile, _param_pairs(a.param),
+                                                      a.device if a.measure else None)}
     try:
-        if a.cmd == "run":
-            page = page_for(a.chapter, a.root)
-            if a.tiny and a.show:
-                raise ParameterError("--tiny with --show: a tiny run checks the code path, its numbers are not "
-                                     "results, and the book never shows one; drop one of the two")
-            t0, params = time.time(), {**_collect(a), **({"tiny": True} if a.tiny else {})}
-            dst = execute_page(page, profile=a.profile, params=params, root=a.root, force=a.force, show=a.show or None)
-            kept = run_paths(page, run_id(page, a.profile, params), _root(a.root))["good"]
-            shown = dst.exists() and kept.exists() and _same_run(_meta(dst), _meta(kept))
-            print(f"robbook: run kept at {kept if kept.exists() else dst} ({time.time() - t0:.0f} s)"
-                  + ("; the book shows it: rebuild the HTML with `python -m robbook book --execute none`" if shown else
-                     "; the book does not show it" + (" (a tiny run)" if a.tiny else "")))
-        elif a.cmd == "book":
-            picks = {}
-            for item in a.run:
-                chap, sep, name = item.partition("=")
-                if not sep or not name:
-                    raise ParameterError(f"--run {item!r}: expected CHAPTER=RUN, e.g. tsipras=smoke+linear_eps=0.1")
-                picks[chapter_name(page_for(chap, a.root))] = name
-            build_book(profile=a.profile, device=a.device or "cpu", execute=a.execute, only=a.only,
-                       params=_collect(a), root=a.root, runs=picks, jobs=a.jobs)
-        elif a.cmd == "runs":
-            _list_runs(a.root, a.chapter)
-        elif a.cmd == "scoreboard":
-            print(scoreboard_text(_root(a.root), claims=a.claims))
-        elif a.cmd == "list":
-            _list(a.root)
-        elif a.cmd == "estimate":
-            _print_estimate(a.chapter, a.profile, _param_pairs(a.param), a.device if a.measure else None)
-        elif a.cmd == "train":
+        if a.cmd == "bench":
+            return bench_main(_bench_argv(a))
+        if a.cmd == "train":
             return cli(a.args)
-        elif a.cmd == "bench":
-            return bench_main([a.what] + (["--device", a.device] if a.device else [])
-                              + (["--compile"] if a.compile else [])
-                              + (["--n", str(a.n)] if a.n else []) + (["--models", a.models] if a.models else []))
+        commands[a.cmd](a)
     except ParameterError as e:
         print(f"robbook: {e}", file=sys.stderr)
         return 2
