@@ -5,6 +5,7 @@
 folders, provenance of every executed chapter."""
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -25,8 +26,8 @@ from .profiles import CHOICES, PROFILES, tiny_values
 # %% auto #0
 __all__ = ['COMMON_PARAMS', 'PARAM_RULES', 'NORM_ALIASES', 'RUN_LOCATIONS', 'TINY_NOTE', 'ParameterError', 'Config', 'param_rule',
            'canonical_norm', 'profile_values', 'resolve', 'resolve_from', 'injected_parameters', 'run_overrides',
-           'run_name', 'get_device', 'seed_everything', 'repo_root', 'results_path', 'cache_dir', 'provenance',
-           'record_training', 'training_count', 'trained_since', 'active_run', 'start_run', 'finish_run']
+           'run_name', 'get_device', 'seed_everything', 'repo_root', 'results_path', 'cache_dir', 'exclusive_lock',
+           'provenance', 'record_training', 'training_count', 'trained_since', 'active_run', 'start_run', 'finish_run']
 
 # %% ../nbs/10_config.ipynb #70cdf010
 COMMON_PARAMS: dict[str, Any] = {
@@ -306,6 +307,29 @@ def cache_dir(cfg: Mapping | None = None) -> Path:
     d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, busy: str, log=print):
+    """Hold an exclusive lock on the file `path` (created if missing) while the block runs; when another process
+    holds it, `log(busy)` once and wait for it. POSIX file locks (released if the holder dies); on a system
+    without them (Windows) no lock is taken."""
+    try:
+        import fcntl           # POSIX only: function-local so that the module imports on Windows
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            log(busy)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 # %% ../nbs/10_config.ipynb #5ec204cd
 def _git_commit() -> str:

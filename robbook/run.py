@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 
-from .config import RUN_LOCATIONS, ParameterError, repo_root, resolve, run_name, run_overrides
+from .config import RUN_LOCATIONS, ParameterError, exclusive_lock, repo_root, resolve, run_name, run_overrides
 from . import data as D
 from .bench import main as bench_main
 from .launch import _duration, cli, estimate, estimate_table, expected_hours, measure_throughput
@@ -536,8 +536,18 @@ def execute_page(page: str, *, profile: str = "smoke", params: dict | None = Non
     rid = run_id(page, profile, params)
     P = run_paths(page, rid, r)
     key = _page_key(nb, inject, page, r)
-    if not force and _reuse_current(page, P, key, chapter, rid, params, show, r, log):
-        return P["shown"]
+    busy = f"  {page}: another process is executing run {rid!r}; waiting for it, then reusing what it made"
+    lock = P["tmp"].parent.parent / ".locks" / f"{P['tmp'].name}.lock"       # one process per run name
+    with exclusive_lock(lock, busy, log):
+        if not force and _reuse_current(page, P, key, chapter, rid, params, show, r, log):
+            return P["shown"]
+        return _execute_fresh(page, nb, inject, key, rid, P, params, show, progress, r, log)
+
+
+def _execute_fresh(page: str, nb, inject: dict, key: str, rid: str, P: dict, params: dict, show, progress,
+                   r: Path, log) -> Path:
+    "`execute_page`'s run itself, under the run's lock: execute in `.tmp`, stamp, then keep the run or the failure."
+    chapter = bool(inject)
     tmp = P["tmp"]
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -841,6 +851,48 @@ def _execute_collecting(page, profile, params, root, force, threads):
         return lines, str(e)
 
 # %% ../nbs/19_run.ipynb #c7571cc1
+def _execute_batch(batch: list, profile: str, params: dict, r: Path, force: bool, device, jobs, log) -> list:
+    """Execute the pages of `batch`, `page_jobs(device, ...)` at a time, longest first; returns the failures'
+    messages (a failed page never stops the others)."""
+    failures = []
+    n_nb = sum(source_of(p, r).suffix != ".md" for p in batch)
+    n_jobs, threads = page_jobs(device, n_nb, jobs)
+    if n_jobs <= 1 or n_nb <= 1:
+        for p in batch:
+            try:
+                execute_page(p, profile=profile, params=params, root=r, force=force, log=log)
+            except RuntimeError as e:
+                failures.append(str(e))
+                log(f"  {p}: FAILED: {e}")
+        return failures
+    order = sorted((p for p in batch if source_of(p, r).suffix != ".md"), key=lambda p: -_expected_seconds(p, r))
+    log(f"robbook: {min(n_jobs, n_nb)} pages at a time" + (f", {threads} thread(s) each" if threads else "")
+        + "; longest first")
+    with ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_execute_collecting, p, profile, params, str(r), force, threads): p for p in order}
+        for fut in as_completed(futures):
+            lines, err = fut.result()
+            for line in lines:
+                log(line)
+            if err:
+                failures.append(err)
+                log(f"  {futures[fut]}: FAILED: {err}")
+    return failures
+
+
+def _render(r: Path, log) -> Path:
+    "Render the executed pages into a fresh `_build/html` with Jupyter Book; returns its `index.html`."
+    prepare_assets(r)
+    # A fresh output folder: no image, script or page of an earlier build lingers in it. Sphinx keeps
+    # its parsed pages (_build/.doctrees), so it re-reads only what changed and writes every page.
+    shutil.rmtree(r / "_build" / "html", ignore_errors=True)
+    jb = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(r), "--builder", "html"]
+    log("robbook: rendering with " + " ".join(cmd[1:]))
+    subprocess.run(cmd, cwd=r, check=True)
+    return r / "_build" / "html" / "index.html"
+
+
 def build_book(*, profile: str = "smoke",
  device: str = "cpu", execute: str = "auto", only=None,
                params: dict | None = None, root=None, render: bool = True, runs: dict | None = None,
@@ -858,57 +910,26 @@ def build_book(*, profile: str = "smoke",
     pages_to_run = [page_for(n, r) for n in only] if only else pages
     late = [p for p in pages_to_run if chapter_name(p) in LATE_PAGES]  # made from the results: run last
     t0 = time.time()
-    failures = []
     extra = dict(params or {})
     if device:
         extra.setdefault("device", device)
-    force = execute == "all"
-
-    def run_batch(batch):
-        n_nb = sum(source_of(p, r).suffix != ".md" for p in batch)
-        n_jobs, threads = page_jobs(device, n_nb, jobs)
-        if n_jobs <= 1 or n_nb <= 1:
-            for p in batch:
-                try:
-                    execute_page(p, profile=profile, params=extra, root=r, force=force, log=log)
-                except RuntimeError as e:
-                    failures.append(str(e))
-                    log(f"  {p}: FAILED: {e}")
-            return
-        order = sorted((p for p in batch if source_of(p, r).suffix != ".md"), key=lambda p: -_expected_seconds(p, r))
-        log(f"robbook: {min(n_jobs, n_nb)} pages at a time" + (f", {threads} thread(s) each" if threads else "")
-            + "; longest first")
-        with ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_execute_collecting, p, profile, extra, str(r), force, threads): p for p in order}
-            for fut in as_completed(futures):
-                lines, err = fut.result()
-                for line in lines:
-                    log(line)
-                if err:
-                    failures.append(err)
-                    log(f"  {futures[fut]}: FAILED: {err}")
-
+    run = functools.partial(_execute_batch, profile=profile, params=extra, r=r, force=execute == "all",
+                            device=device, jobs=jobs, log=log)
+    failures = []
     if execute != "none":
         log(f"robbook: executing {len(pages_to_run)} page(s) with profile {profile!r} on {device!r}")
-        run_batch([p for p in pages_to_run if p not in late])
+        failures += run([p for p in pages_to_run if p not in late])
     for p in pages:
         if source_of(p, r).suffix == ".md":
             execute_page(p, root=r, log=log)
     failures += [f for f in select_copies([p for p in pages if p not in late], profile, r, log=log, runs=runs)
                  if f.split(":")[0] not in {x.split(" ")[0] for x in failures}]
     if execute != "none":
-        run_batch(late)  # after select_copies: the scoreboard marks the runs the book shows
+        failures += run(late)  # after select_copies: the scoreboard marks the runs the book shows
     failures += select_copies(late, profile, r, log=log, runs=runs)
     index = r / "_build" / "html" / "index.html"
     if render:
-        prepare_assets(r)
-        # A fresh output folder: no image, script or page of an earlier build lingers in it. Sphinx keeps
-        # its parsed pages (_build/.doctrees), so it re-reads only what changed and writes every page.
-        shutil.rmtree(r / "_build" / "html", ignore_errors=True)
-        jb = Path(sys.executable).parent / "jupyter-book"
-        cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(r), "--builder", "html"]
-        log("robbook: rendering with " + " ".join(cmd[1:]))
-        subprocess.run(cmd, cwd=r, check=True)
+        index = _render(r, log)
         log(f"robbook: book at {index} ({time.time() - t0:.0f} s)")
     if failures:
         raise SystemExit("robbook: some pages failed (the book shows their last good run, or says they failed):\n  "

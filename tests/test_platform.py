@@ -753,3 +753,20 @@ def test_a_tiny_run_is_kept_labelled_and_never_shown(tmp_path):
     # the scoreboard leaves tiny runs out: their numbers are not results
     from robbook.report import collect_results
     assert all(r_["run"] != "quick+tiny=True" for r_ in collect_results(root))
+
+
+def test_two_processes_running_the_same_run_take_turns(tmp_path):
+    """Two `python -m robbook run` of the same chapter and run name at once (two terminals): the second waits for
+    the first and reuses its run instead of failing on the shared `.tmp` folder."""
+    root = _demo_book(tmp_path)
+    cmd = [sys.executable, "-m", "robbook", "run", "demo", "--root", str(root), "--device", "cpu"]
+    procs = [subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    ran = [o for o in outs if "executing with" in o]
+    waited = [o for o in outs if "another process is executing run 'smoke'" in o]
+    assert len(ran) == 1 and len(waited) == 1 and ran != waited, outs     # whichever came second waited
+    assert "up to date" in waited[0], waited
+    assert _no_errors(root / "executed" / "runs" / "smoke" / "01_demo.ipynb")
+    assert not list((root / "executed").glob("failed/*"))

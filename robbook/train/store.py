@@ -6,6 +6,7 @@ random state, the checks that make an entry count as finished, and the lock that
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..config import ParameterError
+from ..config import ParameterError, exclusive_lock
 
 # %% auto #0
 __all__ = []
@@ -176,21 +177,9 @@ def _entry_lock(path: Path, enabled: bool):
     if not enabled:
         yield
         return
-    try:
-        import fcntl           # POSIX only: function-local so that the module imports on Windows
-    except ImportError:  # pragma: no cover - Windows
+    with exclusive_lock(path / ".lock", f"robbook.train: another process is training {path.name}; waiting for it",
+                        log=functools.partial(print, flush=True)):
         yield
-        return
-    with open(path / ".lock", "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            print(f"robbook.train: another process is training {path.name}; waiting for it", flush=True)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 # %% ../../nbs/16_train_store.ipynb #57fb105b
 def _writable_dir(d) -> Path:
