@@ -245,7 +245,7 @@ def apgd(model, x, y, *, eps: float, norm: str = "linf", loss: str | Callable = 
 # %% ../nbs/14b_evaluate.ipynb #5ef37379
 VERSIONS = {
     "standard": {"steps": 100, "n_target_classes": 9, "restarts": 1, "n_queries": 5000},
-    "fast": {"steps": 25, "n_target_classes": 3, "restarts": 1, "n_queries": 1000},
+    "fast": {"steps": 50, "n_target_classes": 9, "restarts": 1, "n_queries": 1000},
     "pgd": {"steps": 10, "restarts": 1},
 }
 
@@ -573,7 +573,7 @@ def evaluate_robust(model, x, y=None, *, norm: str = "linf", eps: float, version
     - `x, y`: images in [0, 1] and labels, or `x` an `ImageData`, a `Loader` or an `(x, y)` tuple.
     - `norm`: `"linf"` or `"l2"` (`"l1"` with `version="pgd"` only); `eps`: the radius.
     - `version`: `"standard"` (APGD-CE, APGD-T with 9 targets, 100 steps each, then Square with 5,000 queries:
-      Croce & Hein's standard AutoAttack without FAB-T), `"fast"` (25 steps, 3 targets, 1,000 queries),
+      Croce & Hein's standard AutoAttack without FAB-T), `"fast"` (50 steps, 9 targets, 1,000 queries),
       `"pgd"` (PGD-`steps`, default 10, with step size `alpha`), or a list of `(name, attack)` pairs.
     - `steps`, `restarts`, `n_target_classes`, `n_queries` (Square's; 0 = no Square): override the version's values.
     - `checks`: run the sanity checks on at most `check_n` points each; `keep_adv`: keep the attacked points.

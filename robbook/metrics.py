@@ -149,8 +149,8 @@ def robust_accuracy(model, data, attack: Callable | str, *, norm: str | None = N
     The attack's estimate of one minus the adversarial 0-1 risk of Tsipras et al. (2019), eq. (2)
     (the worst case over $\\Delta$ includes $\\delta = 0$, so it is never above `accuracy`).
     `attack` is a callable `attack(model, x, y) -> x_adv`, or the name of an `evaluate_robust` version
-    (`"standard"`, `"fast"`, `"pgd"`; then `norm` and `eps` are required): the worst case over APGD-CE and
-    APGD-T, the book's robust accuracy. Extra keywords go to `robbook.evaluate.evaluate_robust`."""
+    (`"standard"`, `"fast"`, `"pgd"`; then `norm` and `eps` are required): the worst case over APGD-CE,
+    APGD-T and Square, the book's robust accuracy. Extra keywords go to `robbook.evaluate.evaluate_robust`."""
     if isinstance(attack, str):
         if attack not in VERSIONS:
             raise ValueError(f"attack={attack!r}: a string names an evaluate_robust version; allowed values: "
