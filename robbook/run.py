@@ -536,7 +536,7 @@ def execute_page(page: str, *, profile: str = "smoke", params: dict | None = Non
     rid = run_id(page, profile, params)
     P = run_paths(page, rid, r)
     key = _page_key(nb, inject, page, r)
-    busy = f"  {page}: another process is executing run {rid!r}; waiting for it, then reusing what it made"
+    busy = f"  {page}: another process is executing run {rid!r}; waiting for it"
     lock = P["tmp"].parent.parent / ".locks" / f"{P['tmp'].name}.lock"       # one process per run name
     with exclusive_lock(lock, busy, log):
         if not force and _reuse_current(page, P, key, chapter, rid, params, show, r, log):
@@ -913,19 +913,19 @@ def build_book(*, profile: str = "smoke",
     extra = dict(params or {})
     if device:
         extra.setdefault("device", device)
-    run = functools.partial(_execute_batch, profile=profile, params=extra, r=r, force=execute == "all",
-                            device=device, jobs=jobs, log=log)
+    execute_batch = functools.partial(_execute_batch, profile=profile, params=extra, r=r, force=execute == "all",
+                                      device=device, jobs=jobs, log=log)
     failures = []
     if execute != "none":
         log(f"robbook: executing {len(pages_to_run)} page(s) with profile {profile!r} on {device!r}")
-        failures += run([p for p in pages_to_run if p not in late])
+        failures += execute_batch([p for p in pages_to_run if p not in late])
     for p in pages:
         if source_of(p, r).suffix == ".md":
             execute_page(p, root=r, log=log)
     failures += [f for f in select_copies([p for p in pages if p not in late], profile, r, log=log, runs=runs)
                  if f.split(":")[0] not in {x.split(" ")[0] for x in failures}]
     if execute != "none":
-        failures += run(late)  # after select_copies: the scoreboard marks the runs the book shows
+        failures += execute_batch(late)  # after select_copies: the scoreboard marks the runs the book shows
     failures += select_copies(late, profile, r, log=log, runs=runs)
     index = r / "_build" / "html" / "index.html"
     if render:
