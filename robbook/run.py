@@ -446,13 +446,13 @@ def _papermill(pre: Path, out: Path, inject: dict, params: dict, tmp: Path, r: P
     return None, False
 
 
-def _stamp(out: Path, page: str, key: str, inject: dict, rid: str, chapter: bool, err, t0: float):
+def _stamp(out: Path, page: str, key: str, inject: dict, rid: str, err, t0: float):
     """Write the run's metadata (key, status, parameters, time; for a chapter its run name, overrides and device)
     into the executed notebook `out`. Returns the error line: `err`, or the notebook's first error output."""
     meta = {"key": key, "status": "failed" if err else "ok", "profile": inject.get("profile"),
             "parameters": inject, "wall_time_s": round(time.time() - t0, 1),
             "executed": time.strftime("%Y-%m-%d %H:%M:%S"), "run_uid": uuid.uuid4().hex}
-    if chapter:
+    if inject:                                   # a chapter (library pages take no parameters)
         cfg = resolve(chapter_name(page), **{k: v for k, v in inject.items() if k not in RUN_LOCATIONS})
         meta.update(run=rid, overrides=run_overrides(cfg), device=cfg.device)
     if not out.exists():
@@ -558,7 +558,7 @@ def _execute_fresh(page: str, nb, inject: dict, key: str, rid: str, P: dict, par
     err, interrupted = _papermill(pre, out, inject, params, tmp, r, progress)
     if chapter and not err:
         err = _take_results(page, params, tmp, r, t0)
-    err = _stamp(out, page, key, inject, rid, chapter, err, t0)
+    err = _stamp(out, page, key, inject, rid, err, t0)
     if err:
         _keep_failed(page, rid, P, tmp, err, interrupted, r, log)
     if chapter:
