@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -23,8 +26,8 @@ from .attacks import (_bcast, _check_eps, _check_nonneg, _check_xy, _fast_layout
                              make_step_rule, pgd)
 
 # %% auto #0
-__all__ = ['APGD_NORMS', 'APGD_LOSSES', 'VERSIONS', 'FLAG_SHARE', 'FLAG_MIN', 'dlr_loss', 'dlr_targeted_loss', 'apgd',
-           'RobustEval', 'evaluate_robust']
+__all__ = ['APGD_NORMS', 'APGD_LOSSES', 'VERSIONS', 'FLAG_SHARE', 'FLAG_MIN', 'AUDIT_ENV', 'dlr_loss', 'dlr_targeted_loss',
+           'apgd', 'RobustEval', 'evaluate_robust']
 
 # %% ../nbs/14b_evaluate.ipynb #c9be6c45
 def dlr_loss(logits, y):
@@ -630,7 +633,41 @@ def evaluate_robust(model, x, y=None, *, norm: str = "linf", eps: float, version
                                    check_n, batch_size)
             seconds["checks"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_start
-    return RobustEval(accuracy=robust.float().mean().item(), robust=robust.cpu(), per_attack=per_attack, flags=flags,
-                      norm=norm, eps=float(eps), version=version if isinstance(version, str) else "custom",
-                      description=description, correct=per_example, seconds=seconds, checks=found,
-                      x_adv=adv.detach().cpu() if keep_adv else None)
+    result = RobustEval(accuracy=robust.float().mean().item(), robust=robust.cpu(), per_attack=per_attack, flags=flags,
+                        norm=norm, eps=float(eps), version=version if isinstance(version, str) else "custom",
+                        description=description, correct=per_example, seconds=seconds, checks=found,
+                        x_adv=adv.detach().cpu() if keep_adv else None)
+    if version == "fast" and os.environ.get(AUDIT_ENV):
+        _audit_fast(model, x, y, result, dict(steps=steps, restarts=restarts, n_target_classes=n_target_classes,
+                                              n_queries=n_queries, alpha=alpha), batch_size, seed, model_mode)
+    return result
+
+# %% ../nbs/14b_evaluate.ipynb #0ed9a842
+AUDIT_ENV = "ROBBOOK_AUDIT_FAST"
+
+
+def _fingerprint(*tensors) -> str:
+    "12 hex digits of the SHA-256 of the tensors' values (model weights, or evaluation points)."
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def _audit_fast(model, x, y, fast: RobustEval, overrides: dict, batch_size: int, seed: int, model_mode) -> None:
+    """With `$ROBBOOK_AUDIT_FAST` naming a file, every `evaluate_robust(version="fast")` call also evaluates the
+    same points with `standard` and appends one JSON line comparing the two (`python -m robbook bench fast FILE`
+    reads them): how one checks that `fast` is within 1 point of `standard` on every model a book run evaluates.
+    The global random state is left as it was, so the audited run computes what it computes without the audit."""
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        std = evaluate_robust(model, x, y, norm=fast.norm, eps=fast.eps, version="standard", batch_size=batch_size,
+                              seed=seed, checks=False, progress=False, model_mode=model_mode)
+    line = {"model": type(model).__name__, "weights": _fingerprint(*model.state_dict().values()),
+            "points": _fingerprint(x, y), "n": len(x), "norm": fast.norm, "eps": fast.eps,
+            "fast_overrides": {k: v for k, v in overrides.items() if v is not None},
+            "fast": fast.accuracy, "standard": std.accuracy,
+            "fast_only": int((fast.robust & ~std.robust).sum()), "standard_only": int((std.robust & ~fast.robust).sum()),
+            "seconds": {"fast": fast.seconds["total"], "standard": std.seconds["total"]}}
+    with open(os.environ[AUDIT_ENV], "a") as f:
+        f.write(json.dumps(line) + "\n")
+

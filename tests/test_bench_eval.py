@@ -40,3 +40,32 @@ def test_reference_runs_autoattack_at_the_published_iterations():
         assert REFERENCES[ref] == its
     with pytest.raises(ValueError, match=r"reference='authors' is not allowed; allowed values"):
         eval_benchmark(n=4, reference="authors")
+
+
+def _audit_line(**kw):
+    line = {"model": "Net", "weights": "w1", "points": "p1", "n": 200, "norm": "linf", "eps": 0.1,
+            "fast_overrides": {"n_queries": 300}, "fast": 0.40, "standard": 0.40, "fast_only": 0, "standard_only": 0,
+            "seconds": {"fast": 1.0, "standard": 3.0}}
+    return {**line, **kw}
+
+
+def test_bench_fast_reads_audit_files(tmp_path, capsys):
+    """`bench fast FILE...`: one row per model and setting (repeats dropped), the most optimistic first, and
+    `within` is False from a gap above 1 point; unreadable lines and missing files get a clear error."""
+    import json
+    from robbook.bench import fast_audit, main as bench_main
+    a, b = tmp_path / "kamath.jsonl", tmp_path / "tsipras.jsonl"
+    a.write_text("\n".join(json.dumps(_audit_line(**kw)) for kw in ({}, {}, {"weights": "w2", "fast": 0.415})) + "\n")
+    b.write_text(json.dumps(_audit_line(weights="w3", fast=0.405, fast_only=1)) + "\n")
+    rows = fast_audit([a, b], show=False)
+    assert [(r["run"], r["weights"], r["within"]) for r in rows] == [
+        ("kamath", "w2", False), ("tsipras", "w3", True), ("kamath", "w1", True)]
+    assert bench_main(["fast", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "within 1 point of standard: 2 of 3" in out and "+1.5" in out
+    assert bench_main(["fast", str(tmp_path / "none.jsonl")]) == 2 and "not found" in capsys.readouterr().err
+    assert bench_main(["fast"]) == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"fast": 1}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl, line 1: not a line written by evaluate_robust's audit"):
+        fast_audit([bad], show=False)

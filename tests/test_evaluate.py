@@ -429,3 +429,26 @@ def test_the_range_error_shows_the_offending_value_and_how_to_normalise():
     x[0, 0, 0, 0] = 1.0001
     with pytest.raises(ValueError, match=r"1\.000(09|1).*Normalize"):
         pgd(m, x, y, eps=0.1)
+
+
+def test_fast_audit_appends_standard_on_the_same_points(toy, tmp_path, monkeypatch):
+    """Under $ROBBOOK_AUDIT_FAST a `fast` call also runs `standard` on its points and appends the comparison; the
+    audited call returns what it returns unaudited, and the global random state is left alone."""
+    import json
+    from robbook.evaluate import AUDIT_ENV
+    model, x, y = toy
+    plain = evaluate_robust(model, x, y, eps=0.1, version="fast", n_queries=30, checks=False)
+    audit = tmp_path / "audit.jsonl"
+    monkeypatch.setenv(AUDIT_ENV, str(audit))
+    before = torch.random.get_rng_state()
+    audited = evaluate_robust(model, x, y, eps=0.1, version="fast", n_queries=30, checks=False)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert torch.equal(audited.robust, plain.robust)
+    evaluate_robust(model, x, y, eps=0.1, version="pgd", checks=False)          # only fast calls are audited
+    (line,) = [json.loads(t) for t in audit.read_text().splitlines()]
+    monkeypatch.delenv(AUDIT_ENV)
+    std = evaluate_robust(model, x, y, eps=0.1, version="standard", checks=False)
+    assert line["fast"] == plain.accuracy and line["standard"] == std.accuracy and line["n"] == len(x)
+    assert line["fast_only"] == int((plain.robust & ~std.robust).sum())
+    assert line["standard_only"] == int((std.robust & ~plain.robust).sum())
+    assert line["fast_overrides"] == {"n_queries": 30} and line["norm"] == "linf" and line["eps"] == 0.1
