@@ -40,6 +40,7 @@ Modules, bottom layer first; a module imports only modules below it, at its top 
     run, __main__           the command line (`python -m robbook --help`), the book build
     bench                   speed benchmarks: attacks (pgd), training, evaluation
     widgets                 precomputed slider figures
+    claims                  each chapter's claims decided on its run (claims.tsipras, .ilyas, .kamath, .moayeri)
     report, plots           the verdict engine and scoreboard; the book's figure style
     ilyas, distshift, linear   chapter library code (the Ilyas datasets; the Moayeri suite; Tsipras' linear model)
     launch                  torchrun / in-process training jobs, cost estimates

@@ -393,11 +393,11 @@ def fast_audit(paths: Sequence[str | Path], show: bool = True) -> list[dict]:
 def _print_fast_audit(rows):
     print(f"fast against standard on the points each run evaluates ({len(rows)} evaluations); robust accuracy (%); "
           "'fast only': points fast leaves robust and standard breaks")
-    print(f"{'run':<12}{'model':<16}{'weights':>14}{'n':>6}{'norm eps':>11}{'fast':>7}{'standard':>10}{'gap':>7}"
+    print(f"{'run':<12}{'model':<16}{'weights':>14}{'n':>7}{'norm eps':>12}{'fast':>7}{'standard':>10}{'gap':>7}"
           f"{'fast only':>11}{'std only':>10}{'s fast/std':>13}")
     for r in rows:
-        print(f"{r['run'][:11]:<12}{r['model'][:15]:<16}{r['weights']:>14}{r['n']:>6}"
-              f"{r['norm'] + ' ' + format(r['eps'], 'g'):>11}{100 * r['fast']:>7.1f}{100 * r['standard']:>10.1f}"
+        print(f"{r['run'][:11]:<12}{r['model'][:15]:<16}{r['weights']:>14}{r['n']:>7}"
+              f"{r['norm'] + ' ' + format(r['eps'], '.3g'):>12}{100 * r['fast']:>7.1f}{100 * r['standard']:>10.1f}"
               f"{100 * r['gap']:>+7.1f}{r['fast_only']:>11}{r['standard_only']:>10}"
               f"{r['seconds']['fast']:>7.0f}/{r['seconds']['standard']:<5.0f}")
     bad = [r for r in rows if not r["within"]]

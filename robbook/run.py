@@ -1017,7 +1017,8 @@ def _tool_commands(sub) -> None:
     p_est.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                        help="override a profile parameter, as for run (repeatable)")
     p_bench = sub.add_parser("bench", help="speed benchmarks")
-    p_bench.add_argument("what", choices=["attacks", "train", "eval"])
+    p_bench.add_argument("what", choices=["attacks", "train", "eval", "fast"])
+    p_bench.add_argument("files", nargs="*", help="fast: the files a run wrote under ROBBOOK_AUDIT_FAST=FILE")
     p_bench.add_argument("--device", default=None, help="cpu or cuda[:N] (train's default: the CPU, and the GPU if any)")
     p_bench.add_argument("--compile", action="store_true", help="attacks, train: also time torch.compile (CUDA graphs on a GPU)")
     p_bench.add_argument("--n", type=int, default=None, help="eval: test points per model (default 500)")
@@ -1065,7 +1066,7 @@ def _bench_argv(a) -> list:
     "The `robbook.bench.main` arguments of a `python -m robbook bench` command line."
     return ([a.what] + (["--device", a.device] if a.device else []) + (["--compile"] if a.compile else [])
             + (["--n", str(a.n)] if a.n else []) + (["--models", a.models] if a.models else [])
-            + (["--reference", a.reference] if a.reference else []))
+            + (["--reference", a.reference] if a.reference else []) + list(a.files))
 
 
 def main(argv=None) -> int:

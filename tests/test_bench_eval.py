@@ -69,3 +69,13 @@ def test_bench_fast_reads_audit_files(tmp_path, capsys):
     bad.write_text('{"fast": 1}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl, line 1: not a line written by evaluate_robust's audit"):
         fast_audit([bad], show=False)
+
+
+def test_python_m_robbook_bench_fast(tmp_path, capsys):
+    "`python -m robbook bench fast FILE` reaches the same summary; files are refused for the other benchmarks."
+    import json
+    from robbook.run import main
+    f = tmp_path / "moayeri.jsonl"
+    f.write_text(json.dumps(_audit_line()) + "\n")
+    assert main(["bench", "fast", str(f)]) == 0 and "within 1 point of standard: 1 of 1" in capsys.readouterr().out
+    assert main(["bench", "eval", str(f)]) == 2

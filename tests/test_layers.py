@@ -15,7 +15,9 @@ LAYERS = [["robbook"], ["robbook.theory", "robbook.theory.tsipras", "robbook.the
           ["robbook.train.config"], ["robbook.train.key", "robbook.train.objectives", "robbook.train.store",
                                      "robbook.train.dist", "robbook.train.probes"], ["robbook.train.loop"],
           ["robbook.train"], ["robbook.launch"],
-          ["robbook.ilyas", "robbook.distshift", "robbook.linear"], ["robbook.report", "robbook.plots"], ["robbook.widgets"],
+          ["robbook.ilyas", "robbook.distshift", "robbook.linear"], ["robbook.report", "robbook.plots"],
+          ["robbook.claims", "robbook.claims.tsipras", "robbook.claims.ilyas", "robbook.claims.kamath",
+           "robbook.claims.moayeri"], ["robbook.widgets"],
           ["robbook.bench"], ["robbook.run"], ["robbook.__main__"]]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 
