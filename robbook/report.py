@@ -30,9 +30,9 @@ N_BOOT = 2000    # bootstrap resamples
 
 # %% auto #0
 __all__ = ['KINDS', 'VERDICTS', 'LEVEL', 'N_BOOT', 'bootstrap_interval', 'judge', 'Part', 'effect', 'gap', 'level', 'no_interval',
-           'Claim', 'TrainingCheck', 'training_table', 'claims_records', 'coverage', 'tally', 'claims_results',
-           'claim_anchor', 'tally_text', 'claims_table', 'chapter_pages', 'collect_results', 'scoreboard_frame',
-           'run_tally', 'scoreboard_html', 'scoreboard_text']
+           'Claim', 'TrainingCheck', 'training_table', 'joined_premises', 'claims_records', 'coverage', 'tally',
+           'claims_results', 'claim_anchor', 'tally_text', 'claims_table', 'chapter_pages', 'collect_results',
+           'scoreboard_frame', 'run_tally', 'scoreboard_html', 'scoreboard_text']
 
 # %% ../nbs/18_report.ipynb #9616ef87
 def _per_example(a, name: str) -> np.ndarray:
@@ -252,6 +252,11 @@ def training_table(checks: Sequence[TrainingCheck]) -> pd.DataFrame:
                           "known for this architecture": f"{c.known:.0%}", "source": c.source,
                           "trained well": "yes" if c.premise is None else c.premise.split(":")[0]}
                          for c in checks])
+
+
+def joined_premises(*why: str | None) -> str | None:
+    "Failed premises as one `premise=` text: the non-empty reasons, each once, joined by '; '; None when none failed."
+    return "; ".join(dict.fromkeys(w for w in why if w)) or None
 
 # %% ../nbs/18_report.ipynb #147ddc29
 def _fmt(v, top: bool = True) -> str:

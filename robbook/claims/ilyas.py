@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..report import Claim, effect, gap, level, no_interval
+from ..report import Claim, effect, gap, joined_premises, level, no_interval
 from ..theory.ilyas import worst_case_alignment
 
 # %% auto #0
@@ -197,10 +197,6 @@ class IlyasRun:
                   f"{P(self.success[('robust', 'det')].mean())} of its own")
 
 
-def _premise(*why) -> str | None:
-    return "; ".join(w for w in why if w) or None
-
-
 def _frac_of(f):
     "mean(a) − f · mean(b)"
     return lambda a, b: float(a.mean() - f * b.mean())
@@ -216,7 +212,7 @@ RULE10 = f"each interval above {MIN:.0%} (10 points; see 'Minimal effects')"
 def robust_dataset_claims(run: IlyasRun) -> list[Claim]:
     "Sec. 3.1 and App. D.1–D.3: D̂_R gives robustness, D̂_NR accuracy without it; noise; strong attacks; Table 8."
     cfg, DATA, EV, r7c, OAC, OTHER = run.cfg, run.data, run.eval_note, run.table7, run.other, run.other_arch
-    E0, P31, P = run.eps_eval[0], _premise(run.premise_standard, run.premise_31, run.premise_robust_source), \
+    E0, P31, P = run.eps_eval[0], joined_premises(run.premise_standard, run.premise_31, run.premise_robust_source), \
         (lambda v: f"{100 * v:.1f} %")
     std_r, std_c = r7c["standard training"][E0], r7c["standard training"]["clean"]
     return [
@@ -277,19 +273,19 @@ def nonrobust_feature_claims(run: IlyasRun) -> list[Claim]:
     "Sec. 3.2, App. D.6, Sec. 3.3: D̂_rand / D̂_det generalise; not from a robust source; relabelling; transfer."
     cfg, DATA, PGD_NOTE, ADVC, ADVT = run.cfg, run.data, run.pgd_note, run.adv_correct, run.adv_target
     P = lambda v: f"{100 * v:.1f} %"
-    P32 = _premise(run.premise_standard, run.premise_32)
+    P32 = joined_premises(run.premise_standard, run.premise_32)
     out = [Claim(f"Standard training on D̂_{k} generalises to the real test set, beyond what leaked robust features "
                  f"explain ({DATA})", paper, ref=ref,
                  parts=[level(f"D̂_{k} model, test acc.", ADVC[("standard", k)], at_least=run.chance + MIN),
                         gap(f"D̂_{k} model − robust-feature probe, test acc.", ADVC[("standard", k)], run.leak[k],
                             direction="increase")],
-                 rule=LEAK_RULE, premise=_premise(P32, run.premise_robust_source), note=PGD_NOTE)
+                 rule=LEAK_RULE, premise=joined_premises(P32, run.premise_robust_source), note=PGD_NOTE)
            for k, paper, ref in [("rand", "63.3 % (chance 10 %)", "drand"), ("det", "43.7 % (chance 10 %)", "ddet")]]
     out.append(Claim(f"D̂_rand / D̂_det built with the robust source generalise much worse ({DATA})",
                      "D̂_rand 25.2 %, D̂_det 5.8 % (standard source: 63.3 %, 43.7 %)", ref="robust_source",
                      parts=[gap(f"D̂_{k}: robust − standard source, test acc.", ADVC[("robust", k)], ADVC[("standard", k)],
                                 direction="decrease", min_effect=MIN) for k in ("rand", "det")],
-                     rule=RULE10 + " below (paper: 38.1 and 37.9 points)", premise=_premise(P32, run.premise_robust_source),
+                     rule=RULE10 + " below (paper: 38.1 and 37.9 points)", premise=joined_premises(P32, run.premise_robust_source),
                      note=PGD_NOTE))
     out.append(Claim(f"The D̂_det model of the robust source predicts t = y+1 rather than y; that of the standard source y "
                      f"rather than t ({DATA})", "robust source: 65.5 % (t) vs 5.8 % (y); standard: 16.2 % (t) vs 43.7 % (y)",
@@ -298,7 +294,7 @@ def nonrobust_feature_claims(run: IlyasRun) -> list[Claim]:
                                 direction="increase", min_effect=MIN),
                             gap("standard source: acc. on t − acc. on y", ADVT[("standard", "det")], ADVC[("standard", "det")],
                                 direction="decrease", min_effect=MIN)],
-                     rule=RULE10 + " (paper: 59.7 and 27.5 points)", premise=_premise(P32, run.premise_robust_source),
+                     rule=RULE10 + " (paper: 59.7 and 27.5 points)", premise=joined_premises(P32, run.premise_robust_source),
                      note=PGD_NOTE))
     n = len(run.transfer)
     out.append(Claim(f"Transfer rate rises with what an architecture learns from D̂_det, over {n} architectures ({DATA})",
@@ -338,7 +334,7 @@ def rimagenet_claims(ri: dict | None) -> list[Claim]:
 def control_claims(run: IlyasRun) -> list[Claim]:
     "The Distill discussion's controls (kind 'control'), our pattern control and the released datasets (kind 'beyond')."
     chance, PGD_NOTE, P = run.chance, run.pgd_note, (lambda v: f"{100 * v:.1f} %")
-    pr = _premise(run.premise_standard, run.premise_robust_source)
+    pr = joined_premises(run.premise_standard, run.premise_robust_source)
     return [
         Claim("(a) Robust features leak into D̂_rand: a linear probe on robust features, trained on D̂_rand, beats chance",
               "Goh: robust linear features explain ≥ 23.5 of 88 points of a CIFAR-10 D̂_rand model", kind="control",
@@ -356,7 +352,7 @@ def control_claims(run: IlyasRun) -> list[Claim]:
                      level("model trained on bug D̂_det, test acc.", run.bugs["test"], at_most=chance + 0.05)],
               ours={"ordinary D̂_det model": P(run.adv_correct[("standard", "det")].mean())},
               rule="transfer at least 10 points lower; test accuracy below chance + 5 points",
-              premise=_premise(run.premise_standard, run.premise_32), note=PGD_NOTE),
+              premise=joined_premises(run.premise_standard, run.premise_32), note=PGD_NOTE),
         Claim("(c) Fixed per-class patterns of the same size are learned but do not generalise",
               "(our control) the thesis predicts chance-level test accuracy", kind="beyond",
               parts=[level("pattern D̂_det model, training acc.", run.pattern_train_det, at_least=0.9)]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..report import Claim, effect, gap, level, no_interval
+from ..report import Claim, effect, gap, joined_premises, level, no_interval
 from ..theory.kamath import relative_distance
 
 # %% auto #0
@@ -92,8 +92,7 @@ class KamathRun:
 
     def premise_of(self, *keys) -> str | None:
         "Why rows resting on these models are inconclusive (None when every one trained well)."
-        why = list(dict.fromkeys(self.premise.get(k) for k in keys if self.premise.get(k)))
-        return "; ".join(why) or None
+        return joined_premises(*(self.premise.get(k) for k in keys))
 
     def data_of(self, slot) -> str:
         "The slot's data set as a row names it, marked as a stand-in where it replaces MNIST."

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..distshift import gap_change, group_gap_change
-from ..report import Claim, TrainingCheck, effect, gap, no_interval
+from ..report import Claim, TrainingCheck, effect, gap, joined_premises, no_interval
 
 # %% auto #0
 __all__ = ['PAPER_CLAIMS', 'RULE_BG', 'SUITE_NEEDS', 'SUITE_COLUMNS', 'SUITE_PARTS', 'stand_ins', 'at_label', 'failed_premises',
@@ -49,7 +49,7 @@ def at_label(norm, eps) -> str:
 
 def failed_premises(*checks: TrainingCheck) -> str | None:
     "The failed premises among training checks (why a row resting on those models is inconclusive), or None."
-    return "; ".join(c.premise for c in checks if c.premise) or None
+    return joined_premises(*(c.premise for c in checks))
 
 # %% ../../nbs/04b_moayeri_claims.ipynb #f8c5b471
 @dataclass

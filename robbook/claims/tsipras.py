@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..report import Claim, effect, gap, level
+from ..report import Claim, effect, gap, joined_premises, level
 from ..theory.tsipras import favg_accuracy
 
 # %% auto #0
@@ -295,8 +295,7 @@ class TsiprasDeep:
 
     def premise_of(self, *keys) -> str | None:
         "Why rows resting on the models `keys` are inconclusive (their failed checks), or None."
-        why = [self.premise[k] for k in keys if self.premise.get(k)]
-        return "; ".join(dict.fromkeys(why)) or None
+        return joined_premises(*(self.premise.get(k) for k in keys))
 
 # %% ../../nbs/01c_tsipras_claims.ipynb #51d22374
 def _not_run_slot(deep: TsiprasDeep, s) -> list[Claim]:
